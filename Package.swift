@@ -1,0 +1,54 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+  .swiftLanguageMode(.v6),
+  .enableUpcomingFeature("ExistentialAny"),
+  .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+  name: "kensho-bench",
+  platforms: [.macOS(.v15)],
+  products: [
+    .library(name: "KenshoProtocol", targets: ["KenshoProtocol"]),
+    .library(name: "KenshoBus", targets: ["KenshoBus"]),
+    .executable(name: "kensho-bus-bench", targets: ["KenshoBusBenchmark"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+    .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+  ],
+  targets: [
+    .target(name: "KenshoProtocol", swiftSettings: strict),
+    .target(
+      name: "KenshoBus",
+      dependencies: [
+        "KenshoProtocol",
+        .product(name: "DequeModule", package: "swift-collections"),
+        .product(name: "HeapModule", package: "swift-collections"),
+      ],
+      swiftSettings: strict
+    ),
+    .systemLibrary(
+      name: "CJemalloc",
+      pkgConfig: "jemalloc",
+      providers: [.apt(["libjemalloc-dev"])]
+    ),
+    .target(name: "KenshoMemory", dependencies: ["CJemalloc"], swiftSettings: strict),
+    .executableTarget(
+      name: "KenshoBusBenchmark",
+      dependencies: [
+        "KenshoBus", "KenshoMemory",
+        .product(name: "Histogram", package: "hdrhistogram-swift"),
+      ],
+      swiftSettings: strict
+    ),
+    .testTarget(name: "KenshoProtocolTests", dependencies: ["KenshoProtocol"], swiftSettings: strict),
+    .testTarget(
+      name: "KenshoBusTests",
+      dependencies: ["KenshoBus", "KenshoMemory"],
+      swiftSettings: strict
+    ),
+  ]
+)

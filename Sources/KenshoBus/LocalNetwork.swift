@@ -1,0 +1,141 @@
+import DequeModule
+public import KenshoProtocol
+import Synchronization
+
+/// The in-process FIFO transport: one queue for all workers of a process, delivered in the
+/// order sent, without encoding (messages stay Swift values).
+///
+/// Delivery runs on the sending thread unless another thread is already delivering, in which
+/// case that thread picks the message up; a callback that sends never re-enters delivery, so
+/// the order of the queue is the order of delivery.
+///
+/// A ``Tap`` sees each message before delivery and may deliver, drop or hold it: the harness
+/// uses it to observe and fault the network.
+public final class LocalNetwork: Sendable {
+  /// What a tap decided about a message.
+  public enum Verdict: Sendable {
+    case deliver
+    case drop
+  }
+
+  /// Sees every message before it is routed.
+  public typealias Tap = @Sendable (KenshoMessage) -> Verdict
+
+  private struct State {
+    var routes: [String: any TransportReceiver] = [:]
+    var queue = Deque<KenshoMessage>()
+    var delivering = false
+    var undeliverable = 0
+
+    mutating func resolve(_ message: KenshoMessage) -> Route {
+      if message.targetWorker == KenshoMessage.broadcastTarget {
+        return .many(routes.filter { $0.key != message.sourceWorker }.map(\.value))
+      }
+      guard let receiver = routes[message.targetWorker] else {
+        undeliverable += 1
+        return .none
+      }
+      return .one(receiver)
+    }
+  }
+
+  private enum Route {
+    case one(any TransportReceiver)
+    case many([any TransportReceiver])
+    case none
+  }
+
+  private let state = Mutex(State())
+  private let tap: Tap?
+
+  public init(tap: Tap? = nil) {
+    self.tap = tap
+  }
+
+  /// A transport for the worker `name` on this network.
+  public func endpoint(_ name: String) -> any Transport {
+    Endpoint(network: self, name: name)
+  }
+
+  /// Number of messages addressed to a worker that was not connected.
+  public var undeliverableCount: Int { state.withLock { $0.undeliverable } }
+
+  /// Names of the connected workers.
+  public var workers: [String] { state.withLock { Array($0.routes.keys) } }
+
+  /// Tells every other connected worker that `worker` is gone, and disconnects it (KSP-8.1).
+  public func reportDown(_ worker: String) {
+    let others = state.withLock { s in
+      s.routes.removeValue(forKey: worker)
+      return Array(s.routes.values)
+    }
+    for receiver in others { receiver.peerDown(worker) }
+  }
+
+  /// Removes `worker` silently, as a crash that nobody reports.
+  public func disconnect(_ worker: String) {
+    _ = state.withLock { $0.routes.removeValue(forKey: worker) }
+  }
+
+  /// Queues `message` and, unless a delivery loop already runs, delivers until the queue is empty.
+  public func send(_ message: KenshoMessage) {
+    let first: (KenshoMessage, Route)? = state.withLock { s in
+      if s.delivering || !s.queue.isEmpty {
+        s.queue.append(message)
+        return nil
+      }
+      s.delivering = true
+      return (message, s.resolve(message))
+    }
+    guard var (next, route) = first else { return }
+    while true {
+      deliver(next, route)
+      let more: (KenshoMessage, Route)? = state.withLock { s in
+        if let m = s.queue.popFirst() { return (m, s.resolve(m)) }
+        s.delivering = false
+        return nil
+      }
+      guard let more else { return }
+      (next, route) = more
+    }
+  }
+
+  /// Hands a message to its receivers now, bypassing the queue, and the tap when asked (for a
+  /// harness that releases a message it held back).
+  public func route(_ message: KenshoMessage, bypassingTap: Bool = false) {
+    let route = state.withLock { $0.resolve(message) }
+    deliver(message, route, bypassingTap: bypassingTap)
+  }
+
+  @inline(__always)
+  private func deliver(_ message: KenshoMessage, _ route: Route, bypassingTap: Bool = false) {
+    if !bypassingTap, let tap, tap(message) == .drop { return }
+    switch route {
+    case .one(let receiver): receiver.receive(message)
+    case .many(let receivers): for r in receivers { r.receive(message) }
+    case .none: break
+    }
+  }
+
+  fileprivate func connect(_ name: String, _ receiver: any TransportReceiver) {
+    state.withLock { $0.routes[name] = receiver }
+  }
+
+  fileprivate func close(_ name: String) {
+    disconnect(name)
+  }
+}
+
+private final class Endpoint: Transport {
+  let network: LocalNetwork
+  let name: String
+
+  init(network: LocalNetwork, name: String) {
+    self.network = network
+    self.name = name
+  }
+
+  func start(receiver: any TransportReceiver) { network.connect(name, receiver) }
+  func send(_ message: KenshoMessage) { network.send(message) }
+  func close() { network.close(name) }
+}

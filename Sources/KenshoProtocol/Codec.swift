@@ -1,0 +1,165 @@
+public import Foundation
+
+/// JSON text ⇄ ``KenshoMessage``, for messages that cross a process boundary.
+///
+/// Decoding never throws an untyped error: every malformed input becomes a
+/// ``MessageRejection`` naming the JSON path, what was expected and what was found (KSP-1.2).
+public enum KenshoCodec {
+  /// Parses JSON text into a ``JSONValue``.
+  public static func parse(_ data: Data) -> Result<JSONValue, MessageRejection> {
+    do {
+      return .success(try JSONDecoder().decode(JSONValue.self, from: data))
+    } catch {
+      return .failure(MessageRejection(.malformedJSON, path: "$", expected: "one JSON value", found: summarize(error)))
+    }
+  }
+
+  /// Decodes and validates one message from JSON text.
+  public static func decode(_ data: Data, mode: ValidationMode = .received) -> Result<KenshoMessage, MessageRejection> {
+    parse(data).flatMap { message(from: $0, mode: mode) }
+  }
+
+  /// Decodes and validates one message from a parsed JSON value.
+  public static func message(from json: JSONValue, mode: ValidationMode = .received) -> Result<
+    KenshoMessage, MessageRejection
+  > {
+    guard case .object(let o) = json else {
+      return .failure(
+        MessageRejection(.notAnObject, path: "$", expected: "a KenshoMessage object", found: json.typeName))
+    }
+    do {
+      let typeName = try requiredString(o, "type")
+      guard let type = MessageType(rawValue: typeName) else {
+        throw MessageRejection(
+          .unknownType, path: "$.type",
+          expected: "one of " + MessageType.allCases.map(\.rawValue).joined(separator: ", "),
+          found: describe(typeName))
+      }
+      guard let payload = o["payload"] else {
+        throw MessageRejection(.missingField, path: "$.payload", expected: "a payload (null allowed)", found: "nothing")
+      }
+      let message = KenshoMessage(
+        messageId: try requiredString(o, "messageId"),
+        sourceWorker: try requiredString(o, "sourceWorker"),
+        targetWorker: try requiredString(o, "targetWorker"),
+        type: type,
+        payload: payload,
+        streamId: try optionalString(o, "streamId"),
+        traceId: try optionalString(o, "traceId"),
+        correlationId: try optionalString(o, "correlationId"),
+        error: try o["error"].flatMap { try serializedError($0, path: "$.error") },
+        metadata: try o["metadata"].flatMap { try metadata($0) }
+      )
+      if let rejection = message.validate(mode) { throw rejection }
+      return .success(message)
+    } catch let rejection as MessageRejection {
+      return .failure(rejection)
+    } catch {
+      return .failure(MessageRejection(.malformedJSON, path: "$", expected: "a KenshoMessage", found: "\(error)"))
+    }
+  }
+
+  /// The message as a JSON object, with absent optional fields left out.
+  public static func json(_ m: KenshoMessage) -> JSONValue {
+    var o: [String: JSONValue] = [
+      "messageId": .string(m.messageId),
+      "sourceWorker": .string(m.sourceWorker),
+      "targetWorker": .string(m.targetWorker),
+      "type": .string(m.type.rawValue),
+      "payload": m.payload,
+    ]
+    if let v = m.streamId { o["streamId"] = .string(v) }
+    if let v = m.traceId { o["traceId"] = .string(v) }
+    if let v = m.correlationId { o["correlationId"] = .string(v) }
+    if let e = m.error { o["error"] = json(e) }
+    if let md = m.metadata { o["metadata"] = md.json }
+    return .object(o)
+  }
+
+  /// A serialized error as a JSON object.
+  public static func json(_ e: SerializedError) -> JSONValue {
+    var o: [String: JSONValue] = ["name": .string(e.name), "message": .string(e.message)]
+    if let code = e.code { o["code"] = .string(code) }
+    if let stack = e.stack { o["stack"] = .string(stack) }
+    return .object(o)
+  }
+
+  /// Encodes a message as one line of JSON (no newline inside, keys sorted).
+  public static func encode(_ m: KenshoMessage) throws -> Data {
+    try encode(json(m))
+  }
+
+  /// Encodes any JSON value as compact JSON text with sorted keys.
+  public static func encode(_ value: JSONValue) throws -> Data {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return try encoder.encode(value)
+  }
+
+  static func requiredString(_ o: [String: JSONValue], _ key: String) throws -> String {
+    guard let value = o[key] else {
+      throw MessageRejection(.missingField, path: "$.\(key)", expected: "a string", found: "nothing")
+    }
+    guard case .string(let s) = value else {
+      throw MessageRejection(.wrongType, path: "$.\(key)", expected: "a string", found: value.typeName)
+    }
+    return s
+  }
+
+  static func optionalString(_ o: [String: JSONValue], _ key: String) throws -> String? {
+    guard let value = o[key] else { return nil }
+    guard case .string(let s) = value else {
+      throw MessageRejection(.wrongType, path: "$.\(key)", expected: "a string", found: value.typeName)
+    }
+    return s
+  }
+
+  /// Reads a `SerializedError` object.
+  public static func serializedError(_ value: JSONValue, path: String) throws(MessageRejection) -> SerializedError {
+    guard case .object(let o) = value else {
+      throw MessageRejection(
+        .wrongType, path: path, expected: "an object {name, message, code?, stack?}", found: value.typeName)
+    }
+    func field(_ key: String, required: Bool) throws(MessageRejection) -> String? {
+      guard let v = o[key] else {
+        if required {
+          throw MessageRejection(.missingField, path: "\(path).\(key)", expected: "a string", found: "nothing")
+        }
+        return nil
+      }
+      guard case .string(let s) = v else {
+        throw MessageRejection(.wrongType, path: "\(path).\(key)", expected: "a string", found: v.typeName)
+      }
+      return s
+    }
+    return SerializedError(
+      name: try field("name", required: true) ?? "",
+      message: try field("message", required: true) ?? "",
+      code: try field("code", required: false),
+      stack: try field("stack", required: false))
+  }
+
+  static func metadata(_ value: JSONValue) throws(MessageRejection) -> MessageMetadata {
+    guard case .object(var o) = value else {
+      throw MessageRejection(.wrongType, path: "$.metadata", expected: "an object", found: value.typeName)
+    }
+    func counter(_ key: String) throws(MessageRejection) -> Int? {
+      guard let v = o.removeValue(forKey: key) else { return nil }
+      guard let i = v.intValue, i >= 0, let n = Int(exactly: i) else {
+        throw MessageRejection(
+          .wrongType, path: "$.metadata.\(key)", expected: "a non-negative integer", found: v.typeName)
+      }
+      return n
+    }
+    let seq = try counter("seq")
+    let credit = try counter("credit")
+    return MessageMetadata(seq: seq, credit: credit, other: o)
+  }
+
+  static func summarize(_ error: any Error) -> String {
+    if case DecodingError.dataCorrupted(let context) = error {
+      return context.debugDescription + (context.underlyingError.map { " (\($0))" } ?? "")
+    }
+    return "\(error)"
+  }
+}
