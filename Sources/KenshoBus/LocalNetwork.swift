@@ -1,4 +1,3 @@
-import DequeModule
 public import KenshoProtocol
 import Synchronization
 
@@ -22,19 +21,26 @@ public final class LocalNetwork: Sendable {
   public typealias Tap = @Sendable (KenshoMessage) -> Verdict
 
   private struct State {
-    var routes: [String: any TransportReceiver] = [:]
-    var queue = Deque<KenshoMessage>()
+    var routes: [String: any TransportReceiver] = [:] {
+      didSet { lastRoute = nil }
+    }
+    /// The last unicast route resolved: consecutive messages mostly go to the same worker.
+    var lastRoute: (name: String, receiver: any TransportReceiver)?
+    var queue = FIFO<KenshoMessage>()
     var delivering = false
     var undeliverable = 0
 
     mutating func resolve(_ message: KenshoMessage) -> Route {
-      if message.targetWorker == KenshoMessage.broadcastTarget {
+      let target = message.targetWorker
+      if let last = lastRoute, last.name == target { return .one(last.receiver) }
+      if target == KenshoMessage.broadcastTarget {
         return .many(routes.filter { $0.key != message.sourceWorker }.map(\.value))
       }
-      guard let receiver = routes[message.targetWorker] else {
+      guard let receiver = routes[target] else {
         undeliverable += 1
         return .none
       }
+      lastRoute = (target, receiver)
       return .one(receiver)
     }
   }
@@ -79,24 +85,24 @@ public final class LocalNetwork: Sendable {
 
   /// Queues `message` and, unless a delivery loop already runs, delivers until the queue is empty.
   public func send(_ message: KenshoMessage) {
-    let first: (KenshoMessage, Route)? = state.withLock { s in
+    let route: Route? = state.withLock { s in
       if s.delivering || !s.queue.isEmpty {
         s.queue.append(message)
         return nil
       }
       s.delivering = true
-      return (message, s.resolve(message))
+      return s.resolve(message)
     }
-    guard var (next, route) = first else { return }
-    while true {
-      deliver(next, route)
-      let more: (KenshoMessage, Route)? = state.withLock { s in
-        if let m = s.queue.popFirst() { return (m, s.resolve(m)) }
-        s.delivering = false
-        return nil
-      }
-      guard let more else { return }
-      (next, route) = more
+    guard let route else { return }
+    deliver(message, route)
+    while let (next, route) = nextQueued() { deliver(next, route) }
+  }
+
+  private func nextQueued() -> (KenshoMessage, Route)? {
+    state.withLock { s in
+      if let m = s.queue.popFirst() { return (m, s.resolve(m)) }
+      s.delivering = false
+      return nil
     }
   }
 

@@ -1,4 +1,3 @@
-import DequeModule
 public import KenshoProtocol
 import Synchronization
 
@@ -27,6 +26,7 @@ public final class MessageBus: TransportReceiver, Sendable {
   public let clock: any BusClock
   let transport: any Transport
   private let ids = IdGenerator()
+  private let sentCount = Atomic<Int>(0)
   private let state: Mutex<State>
   private let sweepNanos: Int64
   private let timeoutNanos: Int64
@@ -66,12 +66,11 @@ public final class MessageBus: TransportReceiver, Sendable {
     let sweep: Bool = try state.withLock { s throws(BusError) in
       if s.disposed { throw .disposed }
       s.streams[streamId] = entry
-      s.sent += 1
       return s.armSweep()
     }
     if sweep { scheduleSweep() }
     opened?(streamId)
-    transport.send(
+    transmit(
       KenshoMessage(
         messageId: ids.next(), sourceWorker: name, targetWorker: target, type: .streamRequest,
         payload: .object(["method": .string(method), "args": args]), streamId: streamId, traceId: traceId))
@@ -84,13 +83,12 @@ public final class MessageBus: TransportReceiver, Sendable {
   @discardableResult
   public func cancelStream(_ streamId: String, reason: JSONValue = .null) -> Bool {
     let cancelled: ConsumerStream? = state.withLock { s in
-      guard let entry = s.streams.removeValue(forKey: streamId) else { return nil }
-      s.sent += 1
+      guard let entry = s.removeStream(streamId) else { return nil }
       s.jobs.append(.error(entry.onError, Self.failure(ErrorCode.streamCancelled, "Stream cancelled")))
       return entry
     }
     guard let cancelled else { return false }
-    transport.send(
+    transmit(
       KenshoMessage(
         messageId: ids.next(), sourceWorker: name, targetWorker: cancelled.producer, type: .streamCancel,
         payload: reason, streamId: streamId, traceId: cancelled.extras?.traceId))
@@ -111,7 +109,6 @@ public final class MessageBus: TransportReceiver, Sendable {
       if s.disposed { return (false, true) }
       s.calls[messageId] = PendingCall(
         target: target, deadline: now &+ (timeout?.nanoseconds ?? timeoutNanos), completion: completion)
-      s.sent += 1
       return (s.armSweep(), false)
     }
     if outcome.disposed {
@@ -119,7 +116,7 @@ public final class MessageBus: TransportReceiver, Sendable {
       return
     }
     if outcome.sweep { scheduleSweep() }
-    transport.send(
+    transmit(
       KenshoMessage(
         messageId: messageId, sourceWorker: name, targetWorker: target, type: .request,
         payload: .object(["method": .string(method), "args": args]), traceId: traceId))
@@ -127,8 +124,7 @@ public final class MessageBus: TransportReceiver, Sendable {
 
   /// Sends a broadcast to every other worker.
   public func broadcast(_ payload: JSONValue) {
-    state.withLock { $0.sent += 1 }
-    transport.send(
+    transmit(
       KenshoMessage(
         messageId: ids.next(), sourceWorker: name, targetWorker: KenshoMessage.broadcastTarget, type: .broadcast,
         payload: payload))
@@ -165,6 +161,7 @@ public final class MessageBus: TransportReceiver, Sendable {
         s.sweepTimer = nil
         defer {
           s.streams = [:]
+          s.lastStream = nil
           s.emitters = [:]
           s.calls = [:]
           s.cancelHandlers = [:]
@@ -176,13 +173,13 @@ public final class MessageBus: TransportReceiver, Sendable {
       }
     guard let taken else { return }
     for (streamId, entry) in taken.streams {
-      transport.send(
+      transmit(
         KenshoMessage(
           messageId: ids.next(), sourceWorker: name, targetWorker: entry.producer, type: .streamCancel,
           payload: .string("bus disposed"), streamId: streamId, traceId: entry.extras?.traceId))
     }
     for emitter in taken.emitters.values where emitter.markCancelled() {
-      transport.send(
+      transmit(
         KenshoMessage(
           messageId: ids.next(), sourceWorker: name, targetWorker: emitter.consumer, type: .streamError,
           payload: .null, streamId: emitter.streamId, traceId: emitter.traceId,
@@ -205,7 +202,7 @@ public final class MessageBus: TransportReceiver, Sendable {
       }
       return BusStats(
         activeStreams: s.streams.count, emitters: s.emitters.count, pendingCalls: s.calls.count, dropped: dropped,
-        callbackFailures: s.callbackFailures, received: s.received, sent: s.sent)
+        callbackFailures: s.callbackFailures, received: s.received, sent: sentCount.load(ordering: .relaxed))
     }
   }
 
@@ -228,7 +225,7 @@ public final class MessageBus: TransportReceiver, Sendable {
       s.sweepTimer?.cancel()
       s.sweepTimer = nil
       for (streamId, entry) in s.streams where now &- entry.lastActivity > entry.timeout {
-        s.streams.removeValue(forKey: streamId)
+        s.removeStream(streamId)
         s.jobs.append(.error(entry.onError, Self.failure(ErrorCode.streamTimeout, "Stream timed out")))
         expired.append((streamId, entry))
       }
@@ -236,12 +233,12 @@ public final class MessageBus: TransportReceiver, Sendable {
         s.calls.removeValue(forKey: id)
         s.jobs.append(.complete(call.completion, .failure(Self.failure(ErrorCode.streamTimeout, "Call timed out"))))
       }
-      s.sent += expired.count
+      s.releaseEmptyTables()
       return s.armSweep()
     }
     if again { scheduleSweep() }
     for (streamId, entry) in expired {
-      transport.send(
+      transmit(
         KenshoMessage(
           messageId: ids.next(), sourceWorker: name, targetWorker: entry.producer, type: .streamCancel,
           payload: .string(ErrorCode.streamTimeout), streamId: streamId, traceId: entry.extras?.traceId))
@@ -250,7 +247,8 @@ public final class MessageBus: TransportReceiver, Sendable {
   }
 
   private func scheduleSweep() {
-    let handle = clock.schedule(at: clock.nanoseconds() &+ sweepNanos) { [weak self] in self?.sweep() }
+    // A strong reference: a disposed bus cancels its timer, which then lets the bus go.
+    let handle = clock.schedule(at: clock.nanoseconds() &+ sweepNanos) { self.sweep() }
     let stale: TimerHandle? = state.withLock { s in
       if s.disposed || s.sweepTimer != nil { return handle }
       s.sweepTimer = handle
@@ -263,11 +261,19 @@ public final class MessageBus: TransportReceiver, Sendable {
 
   /// Handles one message from the transport.
   public func receive(_ m: KenshoMessage) {
-    if m.targetWorker != name && m.targetWorker != KenshoMessage.broadcastTarget {
+    let trusted: TrustedFields
+    if m.targetWorker == name {
+      trusted = .targetWorker
+    } else if m.targetWorker == KenshoMessage.broadcastTarget {
+      trusted = []
+    } else {
       count(.notAddressed)
       return
     }
-    if m.validate(.received) != nil {
+    // A chunk is validated once matched to its stream, which lets validation skip what the
+    // match already proves (the hot path).
+    if m.type == .streamChunk { return receiveChunk(m) }
+    if m.validate(.received, trusting: trusted) != nil {
       count(.invalid)
       return
     }
@@ -288,7 +294,7 @@ public final class MessageBus: TransportReceiver, Sendable {
     let cancelled: [(StreamEmitter, (@Sendable (JSONValue) -> Void)?)] = state.withLock { s in
       let gone = Self.failure(ErrorCode.producerGone, "Producer \(worker) is gone")
       for (streamId, entry) in s.streams where entry.producer == worker {
-        s.streams.removeValue(forKey: streamId)
+        s.removeStream(streamId)
         s.jobs.append(.error(entry.onError, gone))
       }
       for (id, call) in s.calls where call.target == worker {
@@ -300,6 +306,7 @@ public final class MessageBus: TransportReceiver, Sendable {
         s.emitters.removeValue(forKey: streamId)
         cancelled.append((emitter, s.cancelHandlers.removeValue(forKey: streamId)))
       }
+      s.releaseEmptyTables()
       return cancelled
     }
     for (emitter, handler) in cancelled where emitter.markCancelled() {
@@ -311,23 +318,33 @@ public final class MessageBus: TransportReceiver, Sendable {
   private func receiveChunk(_ m: KenshoMessage) {
     let now = clock.nanoseconds()
     let window = configuration.reorderWindow
-    let run: Job? = state.withLock { s in
+    // Returns the entry, not its callback: a closure returned through the generic `withLock`
+    // would be re-abstracted, which allocates.
+    let direct: ConsumerStream? = state.withLock { s in
       s.received += 1
-      guard let streamId = m.streamId, let entry = s.streams[streamId] else {
-        s.dropped[DropReason.unknownStream.rawValue] += 1
+      guard let streamId = m.streamId, let entry = s.stream(streamId), entry.producer == m.sourceWorker else {
+        let reason: DropReason =
+          if m.validate(.received, trusting: .targetWorker) != nil {
+            .invalid
+          } else if m.streamId.flatMap({ s.stream($0) }) == nil {
+            .unknownStream
+          } else {
+            .wrongSource
+          }
+        s.dropped[reason.rawValue] += 1
         return nil
       }
-      guard entry.producer == m.sourceWorker else {
-        s.dropped[DropReason.wrongSource.rawValue] += 1
+      if m.validate(.received, trusting: [.targetWorker, .sourceWorker, .streamId]) != nil {
+        s.dropped[DropReason.invalid.rawValue] += 1
         return nil
       }
       entry.lastActivity = now
-      guard let seq = m.metadata?.seq else { return s.claim(.chunk(entry.onChunk, m.payload)) }
+      guard let seq = m.seq else { return s.claim(.chunk(entry.onChunk, m.payload)) ? entry : nil }
       if seq == entry.nextSeq {
         entry.nextSeq += 1
-        let first = s.claim(.chunk(entry.onChunk, m.payload))
+        let claimed = s.claim(.chunk(entry.onChunk, m.payload))
         if entry.extras != nil { s.releaseBuffered(streamId, entry) }
-        return first
+        return claimed ? entry : nil
       }
       if seq < entry.nextSeq {
         s.dropped[DropReason.duplicate.rawValue] += 1
@@ -343,13 +360,20 @@ public final class MessageBus: TransportReceiver, Sendable {
       }
       return nil
     }
-    if let run { runJobs(first: run) }
+    guard let direct else { return }
+    // This thread claimed the job queue and the chunk is first: call it without queueing.
+    do {
+      try direct.onChunk(m.payload)
+    } catch {
+      state.withLock { $0.callbackFailures += 1 }
+    }
+    drainRemaining()
   }
 
   private func receiveTerminal(_ m: KenshoMessage) {
     let found: Bool = state.withLock { s in
       s.received += 1
-      guard let streamId = m.streamId, let entry = s.streams[streamId] else {
+      guard let streamId = m.streamId, let entry = s.stream(streamId) else {
         s.dropped[DropReason.unknownStream.rawValue] += 1
         return false
       }
@@ -357,7 +381,7 @@ public final class MessageBus: TransportReceiver, Sendable {
         s.dropped[DropReason.wrongSource.rawValue] += 1
         return false
       }
-      if m.type == .streamEnd, let count = m.metadata?.seq, count > entry.nextSeq {
+      if m.type == .streamEnd, let count = m.seq, count > entry.nextSeq {
         // KSP-4.4: hold the end until every earlier chunk is delivered.
         let extras = entry.extrasCreatingIfNeeded()
         extras.endCount = count
@@ -365,7 +389,7 @@ public final class MessageBus: TransportReceiver, Sendable {
         entry.lastActivity = clock.nanoseconds()
         return true
       }
-      s.streams.removeValue(forKey: streamId)
+      s.removeStream(streamId)
       if m.type == .streamEnd {
         s.jobs.append(.end(entry.onEnd, m.payload))
       } else {
@@ -410,7 +434,7 @@ public final class MessageBus: TransportReceiver, Sendable {
       return
     case .notFound:
       let what = method.map { "Stream method '\($0)' is not registered on \(name)" } ?? "stream_request has no method"
-      send(
+      transmit(
         KenshoMessage(
           messageId: ids.next(), sourceWorker: name, targetWorker: m.sourceWorker, type: .streamError,
           payload: .null, streamId: streamId, traceId: m.traceId,
@@ -439,6 +463,7 @@ public final class MessageBus: TransportReceiver, Sendable {
         return nil
       }
       s.emitters.removeValue(forKey: streamId)
+      defer { s.releaseEmptyTables() }
       return (emitter, s.cancelHandlers.removeValue(forKey: streamId))
     }
     guard let (emitter, handler) = taken, emitter.markCancelled() else { return }
@@ -459,8 +484,7 @@ public final class MessageBus: TransportReceiver, Sendable {
     let requestId = m.messageId
     let caller = m.sourceWorker
     let trace = m.traceId
-    let respond: @Sendable (Result<JSONValue, SerializedError>) -> Void = { [weak self] result in
-      guard let self else { return }
+    let respond: @Sendable (Result<JSONValue, SerializedError>) -> Void = { result in
       var response = KenshoMessage(
         messageId: self.ids.next(), sourceWorker: self.name, targetWorker: caller, type: .response,
         payload: .null, traceId: trace, correlationId: requestId)
@@ -468,7 +492,7 @@ public final class MessageBus: TransportReceiver, Sendable {
       case .success(let value): response.payload = value
       case .failure(let error): response.error = error
       }
-      self.send(response)
+      self.transmit(response)
     }
     guard let handler else {
       respond(
@@ -507,21 +531,19 @@ public final class MessageBus: TransportReceiver, Sendable {
   // MARK: - Producer plumbing (called by StreamEmitter)
 
   func sendChunk(_ emitter: StreamEmitter, seq: Int, data: JSONValue) {
-    state.withLock { $0.sent += 1 }
-    transport.send(
+    transmit(
       KenshoMessage(
         messageId: ids.next(), sourceWorker: name, targetWorker: emitter.consumer, type: .streamChunk, payload: data,
-        streamId: emitter.streamId, traceId: emitter.traceId,
-        metadata: configuration.numberChunks ? MessageMetadata(seq: seq) : nil))
+        streamId: emitter.streamId, seq: configuration.numberChunks ? seq : nil, sharing: emitter.shared))
   }
 
   func finish(_ emitter: StreamEmitter, type: MessageType, payload: JSONValue, error: SerializedError?, count: Int) {
     state.withLock { s in
-      s.sent += 1
       if s.emitters[emitter.streamId] === emitter { s.emitters.removeValue(forKey: emitter.streamId) }
       s.cancelHandlers.removeValue(forKey: emitter.streamId)
+      s.releaseEmptyTables()
     }
-    transport.send(
+    transmit(
       KenshoMessage(
         messageId: ids.next(), sourceWorker: name, targetWorker: emitter.consumer, type: type, payload: payload,
         streamId: emitter.streamId, traceId: emitter.traceId, error: error,
@@ -537,8 +559,10 @@ public final class MessageBus: TransportReceiver, Sendable {
     if runNow { handler(.null) }
   }
 
-  private func send(_ m: KenshoMessage) {
-    state.withLock { $0.sent += 1 }
+  /// Sends one message and counts it.
+  @inline(__always)
+  private func transmit(_ m: KenshoMessage) {
+    sentCount.wrappingAdd(1, ordering: .relaxed)
     transport.send(m)
   }
 
@@ -566,20 +590,22 @@ public final class MessageBus: TransportReceiver, Sendable {
     if let first { drain(first) }
   }
 
-  /// Runs `first`, which the caller claimed with ``State/claim(_:)``, then the rest of the queue.
-  private func runJobs(first: Job) { drain(first) }
-
+  /// Runs `first`, then the rest of the queue; the caller has claimed the queue.
   private func drain(_ first: Job) {
-    var job = first
+    if !first.run() { state.withLock { $0.callbackFailures += 1 } }
+    drainRemaining()
+  }
+
+  /// Runs queued jobs until the queue is empty, then releases the claim on it.
+  private func drainRemaining() {
     while true {
-      if !job.run() { state.withLock { $0.callbackFailures += 1 } }
       let next: Job? = state.withLock { s in
         if let job = s.jobs.popFirst() { return job }
         s.runningJobs = false
         return nil
       }
       guard let next else { return }
-      job = next
+      if !next.run() { state.withLock { $0.callbackFailures += 1 } }
     }
   }
 
@@ -628,6 +654,7 @@ extension MessageBus {
 
   struct State {
     var streams: [String: ConsumerStream] = [:]
+    var lastStream: (id: String, entry: ConsumerStream)?
     var emitters: [String: StreamEmitter] = [:]
     var cancelHandlers: [String: @Sendable (JSONValue) -> Void] = [:]
     var calls: [String: PendingCall] = [:]
@@ -638,8 +665,7 @@ extension MessageBus {
     var dropped = [Int](repeating: 0, count: DropReason.allCases.count)
     var callbackFailures = 0
     var received = 0
-    var sent = 0
-    var jobs = Deque<Job>()
+    var jobs = FIFO<Job>()
     var runningJobs = false
     var disposed = false
     var sweepTimer: TimerHandle?
@@ -648,15 +674,41 @@ extension MessageBus {
       seenRequests = RecentSet(capacity: duplicateWindow)
     }
 
-    /// Either claims the job queue for the caller, handing back `job` to run first, or queues
-    /// `job` behind what is already there.
-    mutating func claim(_ job: Job) -> Job? {
+    /// Either claims the job queue for the caller, who then runs `job` itself before the rest
+    /// of the queue, or queues `job` behind what is already there. Returns whether it claimed.
+    mutating func claim(_ job: @autoclosure () -> Job) -> Bool {
       if runningJobs || !jobs.isEmpty {
-        jobs.append(job)
-        return nil
+        jobs.append(job())
+        return false
       }
       runningJobs = true
-      return job
+      return true
+    }
+
+    /// The `activeStreams` entry of `streamId`, through a one-entry cache: chunks come in runs.
+    mutating func stream(_ streamId: String) -> ConsumerStream? {
+      if let cached = lastStream, cached.id == streamId { return cached.entry }
+      guard let entry = streams[streamId] else { return nil }
+      lastStream = (streamId, entry)
+      return entry
+    }
+
+    /// Removes the `activeStreams` entry of `streamId`.
+    @discardableResult
+    mutating func removeStream(_ streamId: String) -> ConsumerStream? {
+      if lastStream?.id == streamId { lastStream = nil }
+      let removed = streams.removeValue(forKey: streamId)
+      releaseEmptyTables()
+      return removed
+    }
+
+    /// Gives back the storage of tables that have emptied, so that memory returns to its
+    /// baseline once every stream is terminal (KSP-9.2): Swift's tables keep their capacity.
+    mutating func releaseEmptyTables() {
+      if streams.isEmpty && streams.capacity > 64 { streams = [:] }
+      if emitters.isEmpty && emitters.capacity > 64 { emitters = [:] }
+      if cancelHandlers.isEmpty && cancelHandlers.capacity > 64 { cancelHandlers = [:] }
+      if calls.isEmpty && calls.capacity > 64 { calls = [:] }
     }
 
     /// Whether a sweep timer must be scheduled: there is something to sweep and no timer.
@@ -673,7 +725,7 @@ extension MessageBus {
         jobs.append(.chunk(entry.onChunk, payload))
       }
       if let count = extras.endCount, count <= entry.nextSeq {
-        streams.removeValue(forKey: streamId)
+        removeStream(streamId)
         jobs.append(.end(entry.onEnd, extras.endSummary ?? .null))
       }
     }

@@ -12,8 +12,10 @@ public final class StreamEmitter: Sendable {
   public let streamId: String
   /// The consumer: the `sourceWorker` of the `stream_request`.
   public let consumer: String
-  let traceId: String?
+  /// The stream's `traceId`, boxed once and shared by all its messages (KSP-1.4).
+  let shared: SharedFields?
   let bus: MessageBus
+  var traceId: String? { shared?.traceId }
 
   // seq << 2 | cancelled << 1 | closed: one atomic word, so that a chunk costs one add.
   private let word = Atomic<Int>(0)
@@ -25,7 +27,7 @@ public final class StreamEmitter: Sendable {
     self.bus = bus
     self.streamId = streamId
     self.consumer = consumer
-    self.traceId = traceId
+    self.shared = SharedFields(traceId: traceId)
   }
 
   /// Whether the emitter still sends.

@@ -16,9 +16,11 @@ public enum Jemalloc {
     public var resident: Int
   }
 
-  /// Reads the statistics, after refreshing them by writing `epoch`. `nil` when jemalloc is
-  /// not the process's allocator or was built without statistics.
+  /// Reads the statistics, after flushing this thread's cache (whose counts jemalloc merges
+  /// lazily) and refreshing them by writing `epoch`. `nil` when jemalloc is not the process's
+  /// allocator or was built without statistics.
   public static func snapshot() -> Snapshot? {
+    _ = mallctl("thread.tcache.flush", nil, nil, nil, 0)
     var epoch: UInt64 = 1
     guard mallctl("epoch", nil, nil, &epoch, MemoryLayout<UInt64>.size) == 0 else { return nil }
     guard let allocated = read("stats.allocated"), let active = read("stats.active"),

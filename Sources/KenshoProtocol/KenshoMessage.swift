@@ -70,6 +70,10 @@ public struct MessageMetadata: Sendable, Hashable {
 }
 
 /// One message of the Kensho bus, the `KenshoMessage` envelope of PROTOCOL.md §1.
+///
+/// The fields every message uses are stored inline; the rarer ones (`traceId`,
+/// `correlationId`, `error`, metadata other than `seq`) live in one shared immutable box, so a
+/// chunk stays small to copy and a stream's messages can share one box for their `traceId`.
 public struct KenshoMessage: Sendable, Hashable {
   public var messageId: String
   public var sourceWorker: String
@@ -77,10 +81,9 @@ public struct KenshoMessage: Sendable, Hashable {
   public var type: MessageType
   public var payload: JSONValue
   public var streamId: String?
-  public var traceId: String?
-  public var correlationId: String?
-  public var error: SerializedError?
-  public var metadata: MessageMetadata?
+  /// `metadata.seq` (KSP-3.4, 4.4).
+  public var seq: Int?
+  @usableFromInline var rare: Rare?
 
   /// The broadcast address.
   public static let broadcastTarget = "*"
@@ -103,12 +106,143 @@ public struct KenshoMessage: Sendable, Hashable {
     self.type = type
     self.payload = payload
     self.streamId = streamId
-    self.traceId = traceId
-    self.correlationId = correlationId
-    self.error = error
-    self.metadata = metadata
+    self.seq = metadata?.seq
+    self.rare = Rare.make(
+      traceId: traceId, correlationId: correlationId, error: error, credit: metadata?.credit,
+      other: metadata?.other ?? [:], hasMetadata: metadata.map { $0.seq == nil } ?? false)
   }
 
-  /// `metadata.seq`, when present.
-  @inlinable public var seq: Int? { metadata?.seq }
+  /// A message whose rare fields are those of `shared` (typically a stream's `traceId`).
+  @inlinable
+  public init(
+    messageId: String, sourceWorker: String, targetWorker: String, type: MessageType, payload: JSONValue,
+    streamId: String?, seq: Int?, sharing shared: SharedFields?
+  ) {
+    self.messageId = messageId
+    self.sourceWorker = sourceWorker
+    self.targetWorker = targetWorker
+    self.type = type
+    self.payload = payload
+    self.streamId = streamId
+    self.seq = seq
+    self.rare = shared?.rare
+  }
+
+  public var traceId: String? {
+    get { rare?.traceId }
+    set { update { $0.traceId = newValue } }
+  }
+
+  public var correlationId: String? {
+    get { rare?.correlationId }
+    set { update { $0.correlationId = newValue } }
+  }
+
+  public var error: SerializedError? {
+    get { rare?.error }
+    set { update { $0.error = newValue } }
+  }
+
+  /// `metadata`, or `nil` when the message has none.
+  public var metadata: MessageMetadata? {
+    get {
+      guard seq != nil || rare?.hasMetadata == true || rare?.credit != nil || rare?.other.isEmpty == false else {
+        return nil
+      }
+      return MessageMetadata(seq: seq, credit: rare?.credit, other: rare?.other ?? [:])
+    }
+    set {
+      seq = newValue?.seq
+      update {
+        $0.credit = newValue?.credit
+        $0.other = newValue?.other ?? [:]
+        $0.hasMetadata = newValue.map { $0.seq == nil } ?? false
+      }
+    }
+  }
+
+  /// The rare fields of this message, to share with other messages.
+  public var sharedFields: SharedFields? { rare.map(SharedFields.init) }
+
+  private mutating func update(_ change: (inout Rare.Fields) -> Void) {
+    var fields = rare?.fields ?? Rare.Fields()
+    change(&fields)
+    rare = Rare.make(fields)
+  }
+
+  public static func == (a: KenshoMessage, b: KenshoMessage) -> Bool {
+    a.messageId == b.messageId && a.sourceWorker == b.sourceWorker && a.targetWorker == b.targetWorker
+      && a.type == b.type && a.payload == b.payload && a.streamId == b.streamId && a.seq == b.seq
+      && (a.rare === b.rare || a.rare?.fields == b.rare?.fields)
+  }
+
+  public func hash(into hasher: inout Hasher) {
+    hasher.combine(messageId)
+    hasher.combine(sourceWorker)
+    hasher.combine(targetWorker)
+    hasher.combine(type)
+    hasher.combine(streamId)
+    hasher.combine(seq)
+  }
+}
+
+/// Fields of a message that many messages can share (a stream's `traceId`).
+public struct SharedFields: Sendable {
+  @usableFromInline let rare: Rare
+
+  @usableFromInline init(_ rare: Rare) { self.rare = rare }
+
+  public var traceId: String? { rare.traceId }
+
+  /// Fields carrying `traceId`, or `nil` when there is none.
+  public init?(traceId: String?) {
+    guard let traceId else { return nil }
+    var fields = Rare.Fields()
+    fields.traceId = traceId
+    rare = Rare(fields)
+  }
+}
+
+/// The immutable box of a message's rarely used fields.
+@usableFromInline
+final class Rare: Sendable {
+  struct Fields: Hashable {
+    var traceId: String?
+    var correlationId: String?
+    var error: SerializedError?
+    var credit: Int?
+    var other: [String: JSONValue] = [:]
+    /// `metadata` was present with no member but `seq` (which is stored inline), so that a
+    /// message with `"metadata": {}` keeps it.
+    var hasMetadata = false
+
+    var isEmpty: Bool {
+      traceId == nil && correlationId == nil && error == nil && credit == nil && other.isEmpty && !hasMetadata
+    }
+  }
+
+  let fields: Fields
+  var traceId: String? { fields.traceId }
+  var correlationId: String? { fields.correlationId }
+  var error: SerializedError? { fields.error }
+  var credit: Int? { fields.credit }
+  var other: [String: JSONValue] { fields.other }
+  var hasMetadata: Bool { fields.hasMetadata }
+
+  init(_ fields: Fields) { self.fields = fields }
+
+  static func make(_ fields: Fields) -> Rare? { fields.isEmpty ? nil : Rare(fields) }
+
+  static func make(
+    traceId: String?, correlationId: String?, error: SerializedError?, credit: Int?, other: [String: JSONValue],
+    hasMetadata: Bool
+  ) -> Rare? {
+    if traceId == nil && correlationId == nil && error == nil && credit == nil && other.isEmpty && !hasMetadata {
+      return nil
+    }
+    return Rare(
+      Fields(
+        traceId: traceId, correlationId: correlationId, error: error, credit: credit, other: other,
+        hasMetadata: hasMetadata))
+  }
 }

@@ -75,19 +75,32 @@ public enum ValidationMode: Sendable {
   case sent
 }
 
+/// Fields a receiver has already checked, which validation may skip (the hot path of a bus
+/// that has matched a chunk to a stream it opened, with a producer name it validated then).
+public struct TrustedFields: OptionSet, Sendable {
+  public let rawValue: UInt8
+  public init(rawValue: UInt8) { self.rawValue = rawValue }
+  public static let sourceWorker = TrustedFields(rawValue: 1)
+  public static let targetWorker = TrustedFields(rawValue: 2)
+  public static let streamId = TrustedFields(rawValue: 4)
+}
+
 extension KenshoMessage {
   /// The first problem with this message under KSP-1.1, or `nil` when it is well-formed.
-  public func validate(_ mode: ValidationMode = .received) -> MessageRejection? {
+  /// Fields in `trusted` are taken as valid.
+  public func validate(_ mode: ValidationMode = .received, trusting trusted: TrustedFields = []) -> MessageRejection? {
     if !Envelope.isValidId(messageId) {
       return MessageRejection(
         .invalidId, path: "$.messageId", expected: "a string of 1..256 characters", found: describe(messageId))
     }
-    if !Envelope.isValidWorkerName(sourceWorker) {
+    if !trusted.contains(.sourceWorker) && !Envelope.isValidWorkerName(sourceWorker) {
       return MessageRejection(
         .invalidWorkerName, path: "$.sourceWorker", expected: "a worker name ^[A-Za-z][A-Za-z0-9_-]{0,63}$",
         found: describe(sourceWorker))
     }
-    if targetWorker != KenshoMessage.broadcastTarget && !Envelope.isValidWorkerName(targetWorker) {
+    if !trusted.contains(.targetWorker) && targetWorker != KenshoMessage.broadcastTarget
+      && !Envelope.isValidWorkerName(targetWorker)
+    {
       return MessageRejection(
         .invalidWorkerName, path: "$.targetWorker", expected: "a worker name or \"*\"", found: describe(targetWorker))
     }
@@ -117,7 +130,7 @@ extension KenshoMessage {
       return MessageRejection(
         .missingError, path: "$.error", expected: "a SerializedError on stream_error", found: "nothing")
     }
-    if let seq = metadata?.seq, seq < 0 {
+    if let seq, seq < 0 {
       return MessageRejection(
         .wrongType, path: "$.metadata.seq", expected: "a non-negative integer", found: String(seq))
     }
