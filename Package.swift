@@ -13,12 +13,16 @@ let package = Package(
   products: [
     .library(name: "KenshoProtocol", targets: ["KenshoProtocol"]),
     .library(name: "KenshoBus", targets: ["KenshoBus"]),
+    .library(name: "KenshoScenario", targets: ["KenshoScenario"]),
+    .library(name: "KenshoHarness", targets: ["KenshoHarness"]),
+    .executable(name: "kensho-bench", targets: ["KenshoBenchCLI"]),
     .executable(name: "kensho-bus-bench", targets: ["KenshoBusBenchmark"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.6.0"),
+    .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
   ],
   targets: [
     .target(name: "KenshoProtocol", swiftSettings: strict),
@@ -46,6 +50,33 @@ let package = Package(
       ],
       swiftSettings: strict
     ),
+    .target(
+      name: "KenshoScenario", dependencies: ["KenshoProtocol"],
+      resources: [.copy("Resources/kensho-scenario-1.schema.json")],
+      swiftSettings: strict),
+    .target(
+      name: "KenshoHarness",
+      dependencies: [
+        "KenshoBus", "KenshoScenario", "KenshoMemory",
+        .product(name: "Histogram", package: "hdrhistogram-swift"),
+        .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "DequeModule", package: "swift-collections"),
+      ],
+      swiftSettings: strict
+    ),
+    .target(name: "KenshoReport", dependencies: ["KenshoHarness"], swiftSettings: strict),
+    .executableTarget(
+      name: "KenshoBenchCLI",
+      dependencies: [
+        "KenshoReport", "KenshoHarness", "KenshoScenario",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
+      swiftSettings: strict
+    ),
+    .testTarget(name: "KenshoScenarioTests", dependencies: ["KenshoScenario"], swiftSettings: strict),
+    .testTarget(
+      name: "KenshoHarnessTests", dependencies: ["KenshoHarness", "KenshoScenario", "KenshoReport"],
+      swiftSettings: strict),
     .testTarget(name: "KenshoProtocolTests", dependencies: ["KenshoProtocol"], swiftSettings: strict),
     .testTarget(
       name: "KenshoBusTests",

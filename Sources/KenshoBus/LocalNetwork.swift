@@ -26,6 +26,7 @@ public final class LocalNetwork: Sendable {
     }
     /// The last unicast route resolved: consecutive messages mostly go to the same worker.
     var lastRoute: (name: String, receiver: any TransportReceiver)?
+    var endpoints: [String: Endpoint] = [:]
     var queue = FIFO<KenshoMessage>()
     var delivering = false
     var undeliverable = 0
@@ -60,7 +61,9 @@ public final class LocalNetwork: Sendable {
 
   /// A transport for the worker `name` on this network.
   public func endpoint(_ name: String) -> any Transport {
-    Endpoint(network: self, name: name)
+    let endpoint = Endpoint(network: self, name: name)
+    state.withLock { $0.endpoints[name] = endpoint }
+    return endpoint
   }
 
   /// Number of messages addressed to a worker that was not connected.
@@ -73,14 +76,19 @@ public final class LocalNetwork: Sendable {
   public func reportDown(_ worker: String) {
     let others = state.withLock { s in
       s.routes.removeValue(forKey: worker)
+      s.endpoints.removeValue(forKey: worker)?.sever()
       return Array(s.routes.values)
     }
     for receiver in others { receiver.peerDown(worker) }
   }
 
-  /// Removes `worker` silently, as a crash that nobody reports.
+  /// Cuts `worker` off silently, as a crash that nobody reports: nothing reaches it, and
+  /// nothing it sends goes anywhere.
   public func disconnect(_ worker: String) {
-    _ = state.withLock { $0.routes.removeValue(forKey: worker) }
+    state.withLock { s in
+      s.routes.removeValue(forKey: worker)
+      s.endpoints.removeValue(forKey: worker)?.sever()
+    }
   }
 
   /// Queues `message` and, unless a delivery loop already runs, delivers until the queue is empty.
@@ -128,13 +136,14 @@ public final class LocalNetwork: Sendable {
   }
 
   fileprivate func close(_ name: String) {
-    disconnect(name)
+    _ = state.withLock { $0.routes.removeValue(forKey: name) }
   }
 }
 
-private final class Endpoint: Transport {
+final class Endpoint: Transport {
   let network: LocalNetwork
   let name: String
+  private let severed = Atomic<Bool>(false)
 
   init(network: LocalNetwork, name: String) {
     self.network = network
@@ -142,6 +151,11 @@ private final class Endpoint: Transport {
   }
 
   func start(receiver: any TransportReceiver) { network.connect(name, receiver) }
-  func send(_ message: KenshoMessage) { network.send(message) }
+  func send(_ message: KenshoMessage) {
+    if severed.load(ordering: .relaxed) { return }
+    network.send(message)
+  }
+
+  func sever() { severed.store(true, ordering: .relaxed) }
   func close() { network.close(name) }
 }

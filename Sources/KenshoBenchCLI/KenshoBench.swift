@@ -1,0 +1,228 @@
+import ArgumentParser
+import Foundation
+import KenshoHarness
+import KenshoMemory
+import KenshoReport
+import KenshoScenario
+import Synchronization
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Exit codes: 0 all passed, 1 a scenario failed, 2 bad input or usage.
+enum Exit {
+  static let failed = ExitCode(1)
+  static let badInput = ExitCode(2)
+}
+
+@main
+struct KenshoBench: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "kensho-bench",
+    abstract: "Runs Kensho streaming scenarios (KSP/1) and reports a verdict per scenario and per rule.",
+    discussion: """
+      Exit codes: 0 every scenario passed, 1 a scenario failed, 2 bad input or usage.
+      Reports go to --out (default Reports/): kensho-report.json.
+      """,
+    version: KenshoVersion.current,
+    subcommands: [Run.self, List.self, Validate.self, Schema.self],
+    defaultSubcommand: Run.self)
+
+  /// Parses, runs, and maps usage errors to exit code 2 (ArgumentParser's own is 64).
+  static func main() {
+    do {
+      var command = try parseAsRoot()
+      try command.run()
+    } catch {
+      let code = exitCode(for: error)
+      if code == .success {
+        print(fullMessage(for: error))
+        Foundation.exit(0)
+      }
+      if error is ExitCode {
+        Foundation.exit(code.rawValue)
+      }
+      let message = fullMessage(for: error)
+      if !message.isEmpty { FileHandle.standardError.write(Data((message + "\n").utf8)) }
+      Foundation.exit(code == .validationFailure ? Exit.badInput.rawValue : code.rawValue)
+    }
+  }
+}
+
+/// Loads every scenario under the paths, or prints every problem and exits 2.
+func loadScenarios(_ paths: [String], filter: String?) throws -> [Scenario] {
+  var problems: [ScenarioProblem] = []
+  var scenarios: [Scenario] = []
+  do {
+    for file in try ScenarioLoader.files(in: paths) {
+      do {
+        scenarios.append(try ScenarioLoader.load(file: file))
+      } catch {
+        problems.append(contentsOf: error.problems)
+      }
+    }
+  } catch {
+    problems.append(contentsOf: error.problems)
+  }
+  if !problems.isEmpty {
+    for p in problems { FileHandle.standardError.write(Data("error: \(p)\n".utf8)) }
+    throw Exit.badInput
+  }
+  if let filter {
+    scenarios = scenarios.filter { $0.name.contains(filter) || ($0.file ?? "").contains(filter) }
+  }
+  return scenarios
+}
+
+extension KenshoBench {
+  struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run scenarios (files or folders) and write reports.")
+
+    @Argument(help: "Scenario files or folders of them.")
+    var paths: [String] = ["Scenarios"]
+
+    @Option(help: "Run only scenarios whose name or file contains this text.")
+    var filter: String?
+
+    @Option(help: "Folder for the reports.")
+    var out = "Reports"
+
+    @Option(help: "Seed for every scenario, instead of each file's own.")
+    var seed: UInt64?
+
+    @Option(help: "Wall-clock seconds a scenario may take before it is stopped with verdict error.")
+    var deadline: Double = 300
+
+    func validate() throws {
+      guard deadline > 0 else { throw ValidationError("--deadline must be positive, got \(deadline)") }
+    }
+
+    func run() throws {
+      let scenarios = try loadScenarios(paths, filter: filter)
+      guard !scenarios.isEmpty else {
+        FileHandle.standardError.write(Data("error: no scenario matches \(paths.joined(separator: " "))\n".utf8))
+        throw Exit.badInput
+      }
+      let runner = ScenarioRunner(seed: seed, wallDeadline: .milliseconds(Int64(deadline * 1000)))
+      let started = Date()
+      let interactive = isatty(STDOUT_FILENO) != 0
+      var results: [ScenarioResult] = []
+      let interrupted = Interruption()
+      for (i, scenario) in scenarios.enumerated() {
+        if interrupted.happened { break }
+        if interactive {
+          print("[\(i + 1)/\(scenarios.count)] \(scenario.name) …", terminator: "\r")
+          fflush(nil)
+        }
+        let result = runner.run(scenario)
+        results.append(result)
+        print(line(result) + (interactive ? "\u{1B}[K" : ""))
+        fflush(nil)
+      }
+      let complete = results.count == scenarios.count
+      let report = RunReport(
+        results: results,
+        metadata: RunReport.Metadata(
+          implementation: "reference (in process)", seed: seed, startedAt: started, finishedAt: Date(),
+          arguments: CommandLine.arguments, jemalloc: Jemalloc.version),
+        complete: complete)
+      let url = URL(fileURLWithPath: out).appendingPathComponent("kensho-report.json")
+      do {
+        try AtomicFile.write(try report.json(), to: url)
+      } catch {
+        FileHandle.standardError.write(Data("error: cannot write \(url.path): \(error)\n".utf8))
+        throw Exit.badInput
+      }
+      let s = report.summary
+      print(
+        "\(s.scenarios) scenarios: \(s.passed) passed, \(s.failed) failed, \(s.errors) errors, "
+          + "\(s.nonStrict) non-strict, \(s.unsupported) unsupported\(complete ? "" : " (interrupted)") — \(url.path)")
+      if !complete || !s.verdict.isSuccess { throw Exit.failed }
+    }
+
+    func line(_ r: ScenarioResult) -> String {
+      let tag: String
+      switch r.verdict {
+      case .pass: tag = "PASS "
+      case .nonStrict: tag = "WARN "
+      case .unsupported: tag = "SKIP "
+      case .fail: tag = "FAIL "
+      case .error: tag = "ERROR"
+      }
+      let passed = r.checks.filter { $0.verdict == .pass }.count
+      var text =
+        "\(tag) \(r.name)  \(passed)/\(r.checks.count) checks  \(String(format: "%.2f", r.metrics.wallSeconds)) s"
+      for c in r.checks where c.verdict != .pass {
+        text += "\n      \(c.verdict.rawValue) \(c.rule) \(c.name): expected \(c.expected); observed \(c.observed)"
+        if let d = c.detail { text += "\n        \(d)" }
+      }
+      return text
+    }
+  }
+
+  struct List: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List scenarios with the rules they check.")
+
+    @Argument(help: "Scenario files or folders of them.")
+    var paths: [String] = ["Scenarios"]
+
+    @Option(help: "Only scenarios whose name or file contains this text.")
+    var filter: String?
+
+    func run() throws {
+      for s in try loadScenarios(paths, filter: filter) {
+        print("\(s.name)  [\(s.rules.joined(separator: " "))]  \(s.file ?? "")")
+        if !s.description.isEmpty { print("    \(s.description)") }
+      }
+    }
+  }
+
+  struct Validate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Check scenario files; print each problem with its file and JSON path.")
+
+    @Argument(help: "Scenario files or folders of them.")
+    var paths: [String]
+
+    func run() throws {
+      let scenarios = try loadScenarios(paths, filter: nil)
+      print("\(scenarios.count) scenario files valid")
+    }
+  }
+
+  struct Schema: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the JSON Schema of the scenario format.")
+
+    func run() throws {
+      guard let text = ScenarioSchema.text else {
+        FileHandle.standardError.write(Data("error: the schema resource is missing from this build\n".utf8))
+        throw Exit.failed
+      }
+      print(text)
+    }
+  }
+}
+
+/// Notes Ctrl-C, so that the run stops after the current scenario and still writes a report,
+/// marked incomplete.
+final class Interruption {
+  private let source: any DispatchSourceSignal
+  private let flag = Flag()
+
+  init() {
+    signal(SIGINT, SIG_IGN)
+    source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+    let flag = self.flag
+    source.setEventHandler { flag.set() }
+    source.resume()
+  }
+
+  var happened: Bool { flag.value }
+}
+
+final class Flag: Sendable {
+  private let state = Atomic<Bool>(false)
+  func set() { state.store(true, ordering: .relaxed) }
+  var value: Bool { state.load(ordering: .relaxed) }
+}

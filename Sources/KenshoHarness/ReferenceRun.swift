@@ -1,0 +1,555 @@
+import Crypto
+import DequeModule
+import Dispatch
+import Foundation
+import Histogram
+import KenshoBus
+import KenshoMemory
+import KenshoProtocol
+import KenshoScenario
+import Synchronization
+
+/// One execution of a scenario against the reference bus, in process.
+///
+/// Every message passes through the harness's network (a ``LocalNetwork`` with a tap that
+/// counts and validates it). In virtual time the run is a discrete-event simulation on a
+/// ``ManualClock``, all on the calling thread; in real time it runs on the monotonic clock and
+/// the calling thread waits for the streams to finish.
+final class ReferenceRun: Sendable {
+  let scenario: Scenario
+  let seed: UInt64
+  let clock: any BusClock
+  let manual: ManualClock?
+  let wall = SystemClock.shared
+  let sweepNanos: Int64
+  let defaultTimeoutNanos: Int64
+  let state: RunStateBox
+  let finished = DispatchSemaphore(value: 0)
+  let network: LocalNetwork
+  private let busesBox = Mutex<[String: MessageBus]>([:])
+  /// Per-chunk memory sampling, when a peak-memory check asks for it.
+  let samplePeakPerChunk: Bool
+  let digests: Bool
+
+  init(scenario: Scenario, seed: UInt64) {
+    self.scenario = scenario
+    self.seed = seed
+    if scenario.time.mode == .virtual {
+      let m = ManualClock()
+      manual = m
+      clock = m
+    } else {
+      manual = nil
+      clock = SystemClock.shared
+    }
+    var config = BusConfiguration()
+    if let t = scenario.time.streamTimeoutMs { config.streamTimeout = .nanoseconds(Int64(t * 1e6)) }
+    if let s = scenario.time.sweepIntervalMs { config.sweepInterval = .nanoseconds(Int64(s * 1e6)) }
+    sweepNanos = config.sweepInterval.nanoseconds
+    defaultTimeoutNanos = config.streamTimeout.nanoseconds
+    samplePeakPerChunk = scenario.expect.contains {
+      if case .peakMemory = $0.kind { return true }
+      if case .metric(.peakBytes, _, _) = $0.kind { return true }
+      return false
+    }
+    digests = scenario.expect.contains { $0.kind == .payloadDigest }
+    let total = scenario.workload.reduce(0) { $0 + $1.streams }
+    state = RunStateBox(RunState(totalStreams: total))
+    let stateRef = state
+    network = LocalNetwork(tap: { m in
+      let invalid = m.validate(.sent)
+      stateRef.withLock { s in
+        s.wire[m.type, default: 0] += 1
+        if let invalid, s.invalidWire.count < 5 {
+          s.invalidWire.append("\(m.type.rawValue) \(m.messageId): \(invalid)")
+        }
+        if invalid != nil { s.invalidWireCount += 1 }
+      }
+      return .deliver
+    })
+    for agent in scenario.agents {
+      for worker in agent.workerNames {
+        // Worker names were validated when the scenario was loaded.
+        guard
+          let bus = try? MessageBus(
+            name: worker, transport: network.endpoint(worker), clock: clock, configuration: config)
+        else { continue }
+        busesBox.withLock { $0[worker] = bus }
+        for (method, behaviour) in agent.methods {
+          let generator = ChunkGenerator(content: behaviour.content, seed: seed)
+          bus.registerStreamMethod(method) { [unowned self] args, stream in
+            try self.produce(worker: worker, behaviour: behaviour, generator: generator, stream: stream)
+          }
+        }
+      }
+    }
+  }
+
+  var buses: [String: MessageBus] { busesBox.withLock { $0 } }
+
+  // MARK: Running
+
+  /// Runs the workload to its end, or to the deadline. Returns an error message when the run
+  /// did not finish.
+  func execute(wallDeadline: Duration) -> String? {
+    let memory = MemoryMeter(threadLocal: manual != nil)
+    state.withLock { $0.memory = memory }
+    memory.markBaseline()
+    let started = wall.nanoseconds()
+    state.withLock { $0.wallStart = started }
+    scheduleSampling()
+    for (index, group) in scenario.workload.enumerated() { startGroup(index, group) }
+    let deadline = Int64(scenario.time.deadlineMs * 1e6)
+    let wallLimit = started &+ wallDeadline.nanoseconds
+    var problem: String?
+    if let manual {
+      var steps = 0
+      while !isDone {
+        guard manual.runNext(notAfter: deadline) else {
+          problem =
+            manual.nextDeadline == nil
+            ? "nothing left to happen, yet \(openCount) streams never finished"
+            : "scenario deadline of \(Int(scenario.time.deadlineMs)) ms passed with \(openCount) streams open"
+          break
+        }
+        steps &+= 1
+        if steps & 1023 == 0 && wall.nanoseconds() > wallLimit {
+          problem = "wall-clock deadline of \(wallDeadline) passed with \(openCount) streams open"
+          break
+        }
+      }
+    } else {
+      let limit = min(Double(wallDeadline.nanoseconds), scenario.time.deadlineMs * 1e6)
+      if finished.wait(timeout: .now() + .nanoseconds(Int(limit))) == .timedOut {
+        problem = "deadline of \(Int(limit / 1e6)) ms passed with \(openCount) streams open"
+      }
+    }
+    let ended = wall.nanoseconds()
+    state.withLock { s in
+      s.wallEnd = ended
+      s.scenarioEnd = clock.nanoseconds()
+    }
+    settle()
+    memory.markEnd()
+    sample()
+    return problem
+  }
+
+  /// After the last terminal callback: let what is due now run, and one more sweep pass, so
+  /// that late callbacks (which would break KSP-4.2) and leftover entries show.
+  private func settle() {
+    if let manual {
+      let horizon = manual.nanoseconds() &+ sweepNanos
+      var steps = 0
+      while steps < 1_000_000 && manual.runNext(notAfter: horizon) { steps += 1 }
+      state.withLock { $0.stopSampling = true }
+    } else {
+      state.withLock { $0.stopSampling = true }
+      Thread.sleep(forTimeInterval: 0.05)
+    }
+  }
+
+  var isDone: Bool { state.withLock { $0.done } }
+  var openCount: Int { state.withLock { s in s.opened - s.completed + (s.totalStreams - s.opened) } }
+
+  // MARK: Workload
+
+  private func startGroup(_ index: Int, _ group: WorkloadGroup) {
+    let consumers = scenario.workers(group.consumers)
+    let producers = scenario.workers(group.producers)
+    guard !consumers.isEmpty, !producers.isEmpty else { return }
+    let start = Int64(group.startMs * 1e6)
+    if let rate = group.ratePerSecond {
+      let step = Int64(1e9 / rate)
+      scheduleOpen(group: index, at: start, every: step)
+    } else {
+      let initial = min(group.concurrency ?? group.streams, group.streams)
+      _ = clock.schedule(at: start) { [self] in
+        for _ in 0..<initial { openNext(group: index) }
+      }
+    }
+  }
+
+  private func scheduleOpen(group: Int, at time: Int64, every step: Int64) {
+    _ = clock.schedule(at: time) { [self] in
+      if openNext(group: group) { scheduleOpen(group: group, at: time &+ step, every: step) }
+    }
+  }
+
+  /// Opens the group's next stream; returns whether the group has more to open.
+  @discardableResult
+  private func openNext(group index: Int) -> Bool {
+    let group = scenario.workload[index]
+    let consumers = scenario.workers(group.consumers)
+    let producers = scenario.workers(group.producers)
+    let claimed: (stream: Int, ordinal: Int)? = state.withLock { s in
+      let ordinal = s.groupOpened[index, default: 0]
+      guard ordinal < group.streams else { return nil }
+      s.groupOpened[index] = ordinal + 1
+      let stream = s.records.count
+      s.records.append(StreamRecord(group: index))
+      s.opened += 1
+      return (stream, ordinal)
+    }
+    guard let (stream, ordinal) = claimed else { return false }
+    let pair = ordinal % (consumers.count * producers.count)
+    let consumer = consumers[pair % consumers.count]
+    let producer = producers[pair / consumers.count]
+    let behaviour = scenario.behaviour(of: group.method, on: producer)
+    let generator = behaviour.map { ChunkGenerator(content: $0.content, seed: seed) }
+    let now = clock.nanoseconds()
+    let wallNow = wall.nanoseconds()
+    let timeout = group.timeoutMs.map { Int64($0 * 1e6) } ?? defaultTimeoutNanos
+    state.withLock { s in
+      s.records[stream].openedAt = now
+      s.records[stream].openedWall = wallNow
+      s.records[stream].lastActivity = now
+      s.records[stream].timeout = timeout
+      s.records[stream].consumer = consumer
+      s.records[stream].producer = producer
+      s.records[stream].expectedSummary = behaviour.flatMap { b in
+        if case .end(let summary) = b.finish { return summary ?? Self.defaultSummary(b) }
+        return nil
+      }
+    }
+    guard let bus = buses[consumer] else { return ordinal + 1 < group.streams }
+    let callbacks = StreamCallbacks(
+      onChunk: { [self] value in try onChunk(stream, value, generator) },
+      onEnd: { [self] summary in try onTerminal(stream, .end(summary)) },
+      onError: { [self] error in try onTerminal(stream, .error(error)) },
+      timeout: group.timeoutMs.map { .nanoseconds(Int64($0 * 1e6)) })
+    do {
+      try bus.callStream(
+        producer, method: group.method, args: group.args, callbacks: callbacks,
+        opened: { id in
+          self.state.withLock { s in
+            s.records[stream].streamId = id
+            s.streamIndex[id] = stream
+          }
+        })
+    } catch {
+      // The consumer's bus is gone (its agent crashed): the stream fails at once.
+      try? onTerminal(
+        stream, .error(SerializedError(name: "BusError", message: "\(error)", code: ErrorCode.busDisposed)))
+    }
+    return ordinal + 1 < group.streams
+  }
+
+  static func defaultSummary(_ b: ProducerBehaviour) -> JSONValue { .object(["chunks": .int(Int64(b.chunks))]) }
+
+  // MARK: Consumer callbacks
+
+  private func onChunk(_ stream: Int, _ value: JSONValue, _ generator: ChunkGenerator?) throws {
+    let now = clock.nanoseconds()
+    let wallNow = wall.nanoseconds()
+    var digestBytes: Data?
+    if digests, case .string(let text) = value { digestBytes = Base64.decode(text) }
+    let (cancel, shouldThrow, streamId): (Bool, Bool, String?) = state.withLock { s in
+      let (cancel, shouldThrow, streamId, sent, opened) = s.update(stream) { r in
+        let index = r.received
+        r.received += 1
+        r.lastActivity = now
+        if r.terminals > 0 && r.lateCallback == nil { r.lateCallback = "onChunk after the stream's terminal callback" }
+        if let generator, r.mismatch == nil, !generator.matches(value, index: index) {
+          r.mismatch = "chunk \(index) was \(Self.brief(value)), expected \(Self.brief(generator.chunk(index)))"
+        }
+        if let digestBytes {
+          if r.receivedDigest == nil { r.receivedDigest = RunningDigest() }
+          r.receivedDigest?.update(data: digestBytes)
+        }
+        let group = scenario.workload[r.group]
+        let cancel = group.cancelAfterChunks.map { r.received == $0 } ?? false
+        return (
+          cancel, group.throwingCallbacks.contains(.onChunk), r.streamId, r.emitWall.popFirst(),
+          index == 0 ? r.openedWall : nil
+        )
+      }
+      if let sent { _ = s.latency.record(UInt64(max(0, wallNow - sent))) }
+      if let opened { _ = s.firstChunk.record(UInt64(max(0, wallNow - opened))) }
+      s.delivered += 1
+      s.bytesDelivered += generator?.approximateBytes ?? 0
+      return (cancel, shouldThrow, streamId)
+    }
+    if samplePeakPerChunk { state.withLock { $0.memory }?.samplePeak() }
+    if cancel, let streamId, let consumer = state.withLock({ $0.records[stream].consumer }) {
+      buses[consumer]?.cancelStream(streamId, reason: .string("cancelAfterChunks"))
+    }
+    if shouldThrow { throw HarnessThrow.byScenario }
+  }
+
+  enum Terminal {
+    case end(JSONValue)
+    case error(SerializedError)
+  }
+
+  private func onTerminal(_ stream: Int, _ terminal: Terminal) throws {
+    let now = clock.nanoseconds()
+    let (first, group, shouldThrow, done): (Bool, Int, Bool, Bool) = state.withLock { s in
+      let (first, group, streamId): (Bool, Int, String?) = s.update(stream) { r in
+        r.terminals += 1
+        let first = r.terminals == 1
+        if first {
+          r.terminalAt = now
+          switch terminal {
+          case .end(let summary): r.outcome = .end(summary)
+          case .error(let error): r.outcome = .error(error)
+          }
+          r.emitWall.removeAll()
+        } else if r.lateCallback == nil {
+          r.lateCallback = "a second terminal callback"
+        }
+        return (first, r.group, r.streamId)
+      }
+      if first {
+        s.completed += 1
+        if let streamId { s.streamIndex.removeValue(forKey: streamId) }
+      }
+      let kind: CallbackKind
+      if case .end = terminal { kind = .onEnd } else { kind = .onError }
+      let throwing = scenario.workload[group].throwingCallbacks.contains(kind)
+      if first && s.completed == s.totalStreams && !s.done {
+        s.done = true
+        return (first, group, throwing, true)
+      }
+      return (first, group, throwing, false)
+    }
+    if done { finished.signal() }
+    // Closed model: a finished stream makes room for the next one.
+    if first && scenario.workload[group].ratePerSecond == nil { openNext(group: group) }
+    if shouldThrow { throw HarnessThrow.byScenario }
+  }
+
+  // MARK: Producer
+
+  private func produce(worker: String, behaviour: ProducerBehaviour, generator: ChunkGenerator, stream: StreamEmitter)
+    throws
+  {
+    state.withLock { s in
+      s.handlerRuns += 1
+      if let i = s.streamIndex[stream.streamId] { s.records[i].handlerRuns += 1 }
+    }
+    if behaviour.chunks == 0, case .throwError(let error) = behaviour.finish { throw error }
+    let step = Int64(behaviour.intervalMs * 1e6)
+    _ = clock.schedule(at: clock.nanoseconds() &+ step) { [self] in
+      pump(worker: worker, behaviour: behaviour, generator: generator, stream: stream, next: 0)
+    }
+  }
+
+  private func pump(
+    worker: String, behaviour: ProducerBehaviour, generator: ChunkGenerator, stream: StreamEmitter, next: Int
+  ) {
+    if state.withLock({ $0.crashed.contains(worker) }) { return }
+    let step = Int64(behaviour.intervalMs * 1e6)
+    let batch = step == 0 ? 256 : 1
+    var index = next
+    let streamIndex = state.withLock { $0.streamIndex[stream.streamId] }
+    while index < behaviour.chunks && index < next + batch {
+      let value = generator.chunk(index)
+      let sentAt = wall.nanoseconds()
+      state.withLock { s in
+        s.emitted += 1
+        if let i = streamIndex {
+          s.records[i].emitWall.append(sentAt)
+          if digests {
+            if s.records[i].sentDigest == nil { s.records[i].sentDigest = RunningDigest() }
+            s.records[i].sentDigest?.update(data: generator.bytes(index))
+          }
+        }
+      }
+      do {
+        try stream.chunk(value)
+      } catch {
+        if let i = streamIndex { state.withLock { _ = $0.records[i].emitWall.popLast() } }
+        return  // cancelled or closed: the producer stops
+      }
+      index += 1
+    }
+    if index < behaviour.chunks {
+      let resume = index
+      _ = clock.schedule(at: clock.nanoseconds() &+ step) { [self] in
+        pump(worker: worker, behaviour: behaviour, generator: generator, stream: stream, next: resume)
+      }
+      return
+    }
+    switch behaviour.finish {
+    case .end(let summary): try? stream.end(summary ?? Self.defaultSummary(behaviour))
+    case .error(let error): try? stream.error(error)
+    case .throwError(let error):
+      // The handler's continuation throws: the bus's own rule applies (KSP-2.5).
+      try? stream.error(SerializedError(thrown: error))
+    case .hang: break
+    case .crash(let announced): crash(worker, announced: announced)
+    }
+  }
+
+  /// The agent vanishes: it sends nothing more, and the others are told only if `announced`.
+  private func crash(_ worker: String, announced: Bool) {
+    let first = state.withLock { $0.crashed.insert(worker).inserted }
+    guard first else { return }
+    if announced { network.reportDown(worker) } else { network.disconnect(worker) }
+    // Free what the dead agent held; it is disconnected, so what dispose sends goes nowhere.
+    buses[worker]?.dispose()
+  }
+
+  // MARK: Sampling
+
+  private func scheduleSampling() {
+    let every = Int64(scenario.time.sampleEveryMs * 1e6)
+    _ = clock.schedule(at: clock.nanoseconds() &+ every) { [self] in
+      guard !state.withLock({ $0.stopSampling || $0.done }) else { return }
+      sample()
+      scheduleSampling()
+    }
+  }
+
+  func sample() {
+    var active = 0
+    var emitters = 0
+    for (name, bus) in buses where !state.withLock({ $0.crashed.contains(name) }) {
+      let stats = bus.stats
+      active += stats.activeStreams
+      emitters += stats.emitters
+    }
+    let t = Double(clock.nanoseconds()) / 1e6
+    state.withLock { s in
+      let allocated = s.memory?.current()
+      if s.samples.count >= 4096 {
+        s.samples = s.samples.enumerated().filter { $0.offset % 2 == 0 }.map(\.element)
+      }
+      s.samples.append(
+        Sample(t: t, activeStreams: active, emitters: emitters, allocated: allocated, chunksDelivered: s.delivered))
+    }
+  }
+
+  static func brief(_ v: JSONValue) -> String {
+    let text = (try? KenshoCodec.encode(v)).map { String(decoding: $0, as: UTF8.self) } ?? "\(v)"
+    return text.count > 60 ? String(text.prefix(60)) + "…" : text
+  }
+}
+
+enum HarnessThrow: Error { case byScenario }
+
+/// What the harness knows about one stream.
+struct StreamRecord: Sendable {
+  enum Outcome {
+    case end(JSONValue)
+    case error(SerializedError)
+  }
+
+  var group: Int
+  var consumer: String?
+  var producer: String?
+  var streamId: String?
+  var openedAt: Int64 = 0
+  var openedWall: Int64 = 0
+  var lastActivity: Int64 = 0
+  var timeout: Int64 = 0
+  var received = 0
+  var handlerRuns = 0
+  var terminals = 0
+  var terminalAt: Int64?
+  var outcome: Outcome?
+  var expectedSummary: JSONValue?
+  var mismatch: String?
+  var lateCallback: String?
+  var emitWall = Deque<Int64>()
+  var sentDigest: RunningDigest?
+  var receivedDigest: RunningDigest?
+
+  init(group: Int) { self.group = group }
+}
+
+struct RunState: Sendable {
+  var totalStreams: Int
+  var records: [StreamRecord] = []
+  var streamIndex: [String: Int] = [:]
+  var groupOpened: [Int: Int] = [:]
+  /// Handler invocations, all of them (including any for streams already terminal).
+  var handlerRuns = 0
+  var crashed: Set<String> = []
+  var opened = 0
+  var completed = 0
+  var done = false
+  var emitted = 0
+  var delivered = 0
+  var bytesDelivered = 0
+  var wire: [MessageType: Int] = [:]
+  var invalidWire: [String] = []
+  var invalidWireCount = 0
+  var latency = Histogram<UInt64>(highestTrackableValue: 3_600_000_000_000, numberOfSignificantValueDigits: .three)
+  var firstChunk = Histogram<UInt64>(highestTrackableValue: 3_600_000_000_000, numberOfSignificantValueDigits: .three)
+  var samples: [Sample] = []
+  var stopSampling = false
+  var memory: MemoryMeter?
+  var wallStart: Int64 = 0
+  var wallEnd: Int64 = 0
+  var scenarioEnd: Int64 = 0
+
+  /// Runs `body` on record `i` in place.
+  mutating func update<T>(_ i: Int, _ body: (inout StreamRecord) -> T) -> T { body(&records[i]) }
+
+  init(totalStreams: Int) {
+    self.totalStreams = totalStreams
+    records.reserveCapacity(totalStreams)
+    streamIndex.reserveCapacity(min(totalStreams, 1 << 16))
+    samples.reserveCapacity(4096)
+    if totalStreams == 0 { done = true }
+  }
+}
+
+/// A SHA-256 being computed. `SHA256` is a plain value (its state is copied with it) that
+/// swift-crypto 3 does not mark `Sendable`.
+struct RunningDigest: @unchecked Sendable {
+  private var hasher = SHA256()
+  mutating func update(data: some DataProtocol) { hasher.update(data: data) }
+  func finalize() -> String { Data(hasher.finalize()).base64EncodedString() }
+}
+
+/// The run's bookkeeping behind one lock, shareable before the run object exists.
+final class RunStateBox: Sendable {
+  private let mutex: Mutex<RunState>
+  init(_ state: sending RunState) { mutex = Mutex(state) }
+  func withLock<R: Sendable>(_ body: (inout RunState) -> R) -> R { mutex.withLock { body(&$0) } }
+}
+
+/// Memory above a baseline: this thread's net allocations in virtual time (exact, whatever
+/// other threads do), the process's `stats.allocated` in real time.
+final class MemoryMeter: Sendable {
+  let threadLocal: Bool
+  private let marks = Mutex<(base: Int64, peak: Int64, end: Int64?)>((0, 0, nil))
+
+  init(threadLocal: Bool) { self.threadLocal = threadLocal }
+
+  var source: String { threadLocal ? "thread" : "process" }
+
+  private func read() -> Int64? {
+    threadLocal ? Jemalloc.threadNet() : Jemalloc.allocated().map(Int64.init)
+  }
+
+  func markBaseline() {
+    let now = read() ?? 0
+    marks.withLock { $0 = (now, 0, nil) }
+  }
+
+  func current() -> Int? {
+    guard let now = read() else { return nil }
+    return marks.withLock { m in
+      m.peak = max(m.peak, now - m.base)
+      return Int(now - m.base)
+    }
+  }
+
+  func samplePeak() { _ = current() }
+
+  func markEnd() {
+    guard let now = read() else { return }
+    marks.withLock { m in
+      m.peak = max(m.peak, now - m.base)
+      m.end = now - m.base
+    }
+  }
+
+  var retained: Int? { marks.withLock { $0.end.map(Int.init) } }
+  var peak: Int { marks.withLock { Int($0.peak) } }
+  var available: Bool { read() != nil }
+}

@@ -1,0 +1,135 @@
+import KenshoProtocol
+
+/// The verdict of a check or a scenario.
+public enum Verdict: String, Sendable, Hashable, Codable, Comparable {
+  case pass
+  /// A SHOULD rule was broken: conforms, with a warning.
+  case nonStrict = "non_strict"
+  /// The implementation cannot run this (missing capability).
+  case unsupported
+  /// A MUST rule or a threshold was broken.
+  case fail
+  /// The scenario could not be run to the end (deadline, harness failure).
+  case error
+
+  private var severity: Int {
+    switch self {
+    case .pass: 0
+    case .unsupported: 1
+    case .nonStrict: 2
+    case .fail: 3
+    case .error: 4
+    }
+  }
+
+  public static func < (a: Verdict, b: Verdict) -> Bool { a.severity < b.severity }
+
+  /// Whether a run with this verdict counts as passing (exit code 0).
+  public var isSuccess: Bool { self == .pass || self == .nonStrict || self == .unsupported }
+}
+
+/// The outcome of one expectation.
+public struct CheckResult: Sendable, Hashable, Codable {
+  /// The check's name as in the scenario file (`ordered_delivery`, `latency_p99_us`, ...).
+  public var name: String
+  /// The KSP rule id it stands for, or `PERF` for a performance threshold.
+  public var rule: String
+  /// `MUST`, `SHOULD` or `PERF`.
+  public var level: String
+  public var verdict: Verdict
+  public var expected: String
+  public var observed: String
+  /// What went wrong, with the first offending stream, when it failed.
+  public var detail: String?
+
+  public init(
+    name: String, rule: String, level: String, verdict: Verdict, expected: String, observed: String,
+    detail: String? = nil
+  ) {
+    self.name = name
+    self.rule = rule
+    self.level = level
+    self.verdict = verdict
+    self.expected = expected
+    self.observed = observed
+    self.detail = detail
+  }
+}
+
+/// Latency percentiles, in microseconds.
+public struct LatencySummary: Sendable, Hashable, Codable {
+  public var count: Int
+  public var p50: Double
+  public var p90: Double
+  public var p99: Double
+  public var p999: Double
+  public var max: Double
+  public var mean: Double
+}
+
+/// What a run measured.
+public struct Metrics: Sendable, Hashable, Codable {
+  public var streamsOpened = 0
+  public var streamsCompleted = 0
+  public var chunksEmitted = 0
+  public var chunksDelivered = 0
+  public var bytesDelivered = 0
+  /// Wall-clock seconds of the workload.
+  public var wallSeconds = 0.0
+  /// Scenario time at the end, in ms (virtual or real).
+  public var scenarioMs = 0.0
+  public var chunksPerSecond = 0.0
+  public var bytesPerSecond = 0.0
+  /// Per-chunk latency, producer emit to consumer callback (wall clock).
+  public var chunkLatency: LatencySummary?
+  /// Stream open to first chunk (wall clock).
+  public var timeToFirstChunk: LatencySummary?
+  /// Memory allocated when all streams were terminal, minus the baseline before them.
+  public var retainedBytes: Int?
+  /// Highest memory above the baseline during the run.
+  public var peakBytes: Int?
+  /// How memory was measured: `thread` (one thread's allocations, exact) or `process`.
+  public var memorySource: String?
+  /// Messages on the wire, by type.
+  public var messages: [String: Int] = [:]
+  /// Messages dropped by the buses, by reason.
+  public var dropped: [String: Int] = [:]
+  public var callbackFailures = 0
+}
+
+/// A sample of the run over time.
+public struct Sample: Sendable, Hashable, Codable {
+  /// Scenario time, ms.
+  public var t: Double
+  public var activeStreams: Int
+  public var emitters: Int
+  /// Bytes above the baseline.
+  public var allocated: Int?
+  public var chunksDelivered: Int
+}
+
+/// The result of one scenario.
+public struct ScenarioResult: Sendable, Hashable, Codable {
+  public var name: String
+  public var file: String?
+  public var description: String
+  public var seed: UInt64
+  public var timeMode: String
+  public var verdict: Verdict
+  public var checks: [CheckResult]
+  public var metrics: Metrics
+  public var samples: [Sample]
+  /// Why the scenario could not run to the end, when it could not.
+  public var error: String?
+
+  /// The rules this scenario's checks cite.
+  public var rules: [String] {
+    var seen: [String] = []
+    for c in checks where !seen.contains(c.rule) { seen.append(c.rule) }
+    return seen
+  }
+}
+
+extension KSPRule.Level {
+  var name: String { rawValue }
+}

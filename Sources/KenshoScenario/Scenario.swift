@@ -1,0 +1,332 @@
+public import KenshoProtocol
+
+/// A declarative scenario (`"format": "kensho-scenario/1"`): agents, what their stream methods
+/// do, the workload that calls them, and what must hold afterwards.
+public struct Scenario: Sendable, Hashable {
+  /// The only format this version reads.
+  public static let format = "kensho-scenario/1"
+
+  public var name: String
+  public var description: String
+  /// Every random choice derives from it; `--seed` overrides it.
+  public var seed: UInt64
+  public var time: TimeSettings
+  public var agents: [AgentSpec]
+  public var workload: [WorkloadGroup]
+  public var expect: [Expectation]
+  /// The file the scenario came from, when it came from one.
+  public var file: String?
+
+  public init(
+    name: String, description: String = "", seed: UInt64 = 1, time: TimeSettings = TimeSettings(),
+    agents: [AgentSpec], workload: [WorkloadGroup], expect: [Expectation], file: String? = nil
+  ) {
+    self.name = name
+    self.description = description
+    self.seed = seed
+    self.time = time
+    self.agents = agents
+    self.workload = workload
+    self.expect = expect
+    self.file = file
+  }
+
+  /// The concrete worker names of an agent or group name: `name` itself, or `name-0` ...
+  /// `name-(count-1)` for an agent declared with a count.
+  public func workers(_ agentOrGroup: String) -> [String] {
+    guard let agent = agents.first(where: { $0.name == agentOrGroup }) else { return [] }
+    return agent.workerNames
+  }
+
+  /// The behaviour of `method` on the agent that owns worker `worker`.
+  public func behaviour(of method: String, on worker: String) -> ProducerBehaviour? {
+    agents.first { $0.workerNames.contains(worker) }?.methods[method]
+  }
+
+  /// Every rule id the scenario's checks cite.
+  public var rules: [String] {
+    var seen: [String] = []
+    for e in expect where !seen.contains(e.rule) { seen.append(e.rule) }
+    return seen
+  }
+}
+
+/// How time runs in a scenario.
+public struct TimeSettings: Sendable, Hashable {
+  public enum Mode: String, Sendable, Hashable, CaseIterable {
+    /// A manual clock: the scenario runs as a discrete-event simulation; 5 idle minutes pass in
+    /// no wall time.
+    case virtual
+    /// The monotonic clock.
+    case real
+  }
+
+  public var mode: Mode = .virtual
+  /// The bus's idle timeout (KSP-6.1); KSP's default when absent.
+  public var streamTimeoutMs: Double?
+  /// The bus's sweep interval (KSP-6.1); KSP's default when absent.
+  public var sweepIntervalMs: Double?
+  /// The scenario fails when it has not finished after this much scenario time.
+  public var deadlineMs: Double = 3_600_000
+  /// Interval between samples of `activeStreams` and memory, in scenario time.
+  public var sampleEveryMs: Double = 1_000
+
+  public init(
+    mode: Mode = .virtual, streamTimeoutMs: Double? = nil, sweepIntervalMs: Double? = nil,
+    deadlineMs: Double = 3_600_000, sampleEveryMs: Double = 1_000
+  ) {
+    self.mode = mode
+    self.streamTimeoutMs = streamTimeoutMs
+    self.sweepIntervalMs = sweepIntervalMs
+    self.deadlineMs = deadlineMs
+    self.sampleEveryMs = sampleEveryMs
+  }
+}
+
+/// An agent (worker) and the stream methods it serves. With `count` > 1 it stands for a group
+/// of workers named `name-0`, `name-1`, ...
+public struct AgentSpec: Sendable, Hashable {
+  public var name: String
+  public var count: Int
+  public var methods: [String: ProducerBehaviour]
+
+  public init(name: String, count: Int = 1, methods: [String: ProducerBehaviour] = [:]) {
+    self.name = name
+    self.count = count
+    self.methods = methods
+  }
+
+  public var workerNames: [String] {
+    count == 1 ? [name] : (0..<count).map { "\(name)-\($0)" }
+  }
+}
+
+/// What a stream method does for each stream: emit chunks, then finish.
+public struct ProducerBehaviour: Sendable, Hashable {
+  public var chunks: Int
+  public var content: ChunkContent
+  /// Scenario time between chunks; 0 emits as fast as the bus takes them.
+  public var intervalMs: Double
+  public var finish: Finish
+
+  public init(chunks: Int, content: ChunkContent = .sequence, intervalMs: Double = 0, finish: Finish = .end(nil)) {
+    self.chunks = chunks
+    self.content = content
+    self.intervalMs = intervalMs
+    self.finish = finish
+  }
+}
+
+/// The data of each chunk, generated deterministically from the seed and the chunk's index.
+public enum ChunkContent: Sendable, Hashable {
+  /// The numbers 0, 1, 2, ...
+  case sequence
+  /// The same JSON value every time.
+  case json(JSONValue)
+  /// These values in turn.
+  case values([JSONValue])
+  /// `{ "i": index, "text": ... }` with `size` characters of text.
+  case text(size: Int)
+  /// `size` bytes as base64, the first 6 bytes the chunk's index.
+  case binary(size: Int)
+}
+
+/// How a producer finishes its stream after its chunks.
+public enum Finish: Sendable, Hashable {
+  /// `stream.end(summary)`.
+  case end(JSONValue?)
+  /// `stream.error(error)`.
+  case error(SerializedError)
+  /// The handler throws `error` (KSP-2.5).
+  case throwError(SerializedError)
+  /// Never finishes; the idle timeout must reclaim the stream (KSP-6.2).
+  case hang
+  /// The producer's agent vanishes mid-stream, announced to the others or not (KSP-8).
+  case crash(announced: Bool)
+}
+
+/// Streams that consumers open to producers.
+public struct WorkloadGroup: Sendable, Hashable {
+  /// An agent or group that opens the streams.
+  public var consumers: String
+  /// An agent or group that serves them.
+  public var producers: String
+  public var method: String
+  public var args: JSONValue
+  /// How many streams, in all; each goes to the next (consumer, producer) pair in turn.
+  public var streams: Int
+  /// At most this many open at once (closed model); nil: all at once.
+  public var concurrency: Int?
+  /// Open model: start streams at this rate per second of scenario time, whatever is open.
+  public var ratePerSecond: Double?
+  /// Scenario time at which the group starts.
+  public var startMs: Double
+  /// `callbacks.timeout` for each stream (KSP-6.1).
+  public var timeoutMs: Double?
+  /// The consumer cancels each stream after receiving this many chunks (KSP-7.1).
+  public var cancelAfterChunks: Int?
+  /// Consumer callbacks that throw (KSP-4.2, 5.4).
+  public var throwingCallbacks: Set<CallbackKind>
+
+  public init(
+    consumers: String, producers: String, method: String, args: JSONValue = .null, streams: Int = 1,
+    concurrency: Int? = nil, ratePerSecond: Double? = nil, startMs: Double = 0, timeoutMs: Double? = nil,
+    cancelAfterChunks: Int? = nil, throwingCallbacks: Set<CallbackKind> = []
+  ) {
+    self.consumers = consumers
+    self.producers = producers
+    self.method = method
+    self.args = args
+    self.streams = streams
+    self.concurrency = concurrency
+    self.ratePerSecond = ratePerSecond
+    self.startMs = startMs
+    self.timeoutMs = timeoutMs
+    self.cancelAfterChunks = cancelAfterChunks
+    self.throwingCallbacks = throwingCallbacks
+  }
+}
+
+/// A consumer callback.
+public enum CallbackKind: String, Sendable, Hashable, CaseIterable {
+  case onChunk, onEnd, onError
+}
+
+/// Something that must hold after the run: a check tied to a KSP rule, or a threshold on a
+/// metric.
+public struct Expectation: Sendable, Hashable {
+  public var kind: Kind
+  /// The rule the expectation stands for (the kind's own unless the file names another).
+  public var rule: String
+
+  public enum Kind: Sendable, Hashable {
+    /// Each stream's chunks arrive once, in order, unchanged, all of them when it ends (KSP-3.2).
+    case orderedDelivery
+    /// Each stream gets exactly one terminal callback and nothing after it (KSP-4.2).
+    case exactlyOneTerminal
+    /// Each stream (or `fraction` of them at least) finishes this way.
+    case outcome(OutcomeMatch)
+    /// `onEnd` receives the summary the producer sent (KSP-4.1).
+    case summaryPreserved
+    /// No `activeStreams` entry or producer emitter is left on any bus (KSP-9.1).
+    case activeStreamsEmpty
+    /// Timeouts fire after the timeout and within one sweep of it (KSP-6.2).
+    case timeoutWindow
+    /// The producer's handler ran exactly this many times per stream (KSP-2.2, 2.4).
+    case handlerRuns(Int)
+    /// Every message on the wire is a well-formed envelope (KSP-1.1).
+    case wireValid
+    /// The SHA-256 of the bytes received equals that of the bytes sent (KSP-3.2).
+    case payloadDigest
+    /// Memory allocated after the run is back within `maxBytes` of its baseline (KSP-9.2).
+    case memoryReturns(maxBytes: Int)
+    /// Memory held during the run stays within `maxBytes` above the baseline (KSP-9.3).
+    case peakMemory(maxBytes: Int)
+    /// A metric stays within bounds.
+    case metric(Metric, min: Double?, max: Double?)
+  }
+
+  public init(_ kind: Kind, rule: String? = nil) {
+    self.kind = kind
+    self.rule = rule ?? kind.defaultRule
+  }
+
+  /// The check's name as written in scenario files.
+  public var name: String { kind.name }
+}
+
+/// How a stream is expected to finish.
+public struct OutcomeMatch: Sendable, Hashable {
+  public enum Terminal: String, Sendable, Hashable { case end, error }
+  public var terminal: Terminal
+  public var code: String?
+  public var name: String?
+  public var message: String?
+  /// The share of streams that must match, 0...1.
+  public var fraction: Double
+
+  public init(
+    terminal: Terminal, code: String? = nil, name: String? = nil, message: String? = nil, fraction: Double = 1
+  ) {
+    self.terminal = terminal
+    self.code = code
+    self.name = name
+    self.message = message
+    self.fraction = fraction
+  }
+
+  /// The rule a finish like this one demonstrates.
+  public var rule: String {
+    switch (terminal, code) {
+    case (.end, _): "KSP-4.1"
+    case (.error, ErrorCode.methodNotFound?): "KSP-2.3"
+    case (.error, ErrorCode.streamTimeout?): "KSP-6.2"
+    case (.error, ErrorCode.streamCancelled?): "KSP-7.1"
+    case (.error, ErrorCode.producerGone?): "KSP-8.1"
+    case (.error, ErrorCode.busDisposed?): "KSP-10.1"
+    case (.error, _): "KSP-5.2"
+    }
+  }
+}
+
+/// Metrics a scenario can bound.
+public enum Metric: String, Sendable, Hashable, CaseIterable {
+  case latencyP50Us = "latency_p50_us"
+  case latencyP90Us = "latency_p90_us"
+  case latencyP99Us = "latency_p99_us"
+  case latencyP999Us = "latency_p999_us"
+  case latencyMaxUs = "latency_max_us"
+  case chunksPerSecond = "chunks_per_second"
+  case bytesPerSecond = "bytes_per_second"
+  case retainedBytes = "retained_bytes"
+  case peakBytes = "peak_bytes"
+  case chunksDelivered = "chunks_delivered"
+  case streamsCompleted = "streams_completed"
+}
+
+extension Expectation.Kind {
+  public var name: String {
+    switch self {
+    case .orderedDelivery: "ordered_delivery"
+    case .exactlyOneTerminal: "exactly_one_terminal"
+    case .outcome: "outcome"
+    case .summaryPreserved: "summary_preserved"
+    case .activeStreamsEmpty: "active_streams_empty"
+    case .timeoutWindow: "timeout_window"
+    case .handlerRuns: "handler_runs"
+    case .wireValid: "wire_valid"
+    case .payloadDigest: "payload_sha256"
+    case .memoryReturns: "memory_returns"
+    case .peakMemory: "peak_memory"
+    case .metric(let m, _, _): m.rawValue
+    }
+  }
+
+  public var defaultRule: String {
+    switch self {
+    case .orderedDelivery: "KSP-3.2"
+    case .exactlyOneTerminal: "KSP-4.2"
+    case .outcome(let match): match.rule
+    case .summaryPreserved: "KSP-4.1"
+    case .activeStreamsEmpty: "KSP-9.1"
+    case .timeoutWindow: "KSP-6.2"
+    case .handlerRuns: "KSP-2.4"
+    case .wireValid: "KSP-1.1"
+    case .payloadDigest: "KSP-3.2"
+    case .memoryReturns: "KSP-9.2"
+    case .peakMemory: "KSP-9.3"
+    case .metric(let m, _, _):
+      switch m {
+      case .retainedBytes: "KSP-9.2"
+      case .peakBytes: "KSP-9.3"
+      default: "PERF"
+      }
+    }
+  }
+
+  /// The names of every check kind, for messages and the schema.
+  public static let checkNames = [
+    "ordered_delivery", "exactly_one_terminal", "outcome", "summary_preserved", "active_streams_empty",
+    "timeout_window", "handler_runs", "wire_valid", "payload_sha256", "memory_returns", "peak_memory",
+  ]
+}
