@@ -1,0 +1,98 @@
+import Foundation
+import Testing
+
+/// Runs the built `kensho-bench` (beside this test binary) and returns its exit code and output.
+func kenshoBench(_ arguments: [String]) throws -> (code: Int32, stdout: String, stderr: String) {
+  let here = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+  var folder = here.deletingLastPathComponent()
+  // On Linux the tests run from `<build>/debug/<name>.xctest`, so the tool sits beside it.
+  while !FileManager.default.fileExists(atPath: folder.appendingPathComponent("kensho-bench").path)
+    && folder.path != "/"
+  {
+    folder = folder.deletingLastPathComponent()
+  }
+  let process = Process()
+  process.executableURL = folder.appendingPathComponent("kensho-bench")
+  process.arguments = arguments
+  process.currentDirectoryURL = packageRoot
+  let out = Pipe()
+  let err = Pipe()
+  process.standardOutput = out
+  process.standardError = err
+  try process.run()
+  let stdout = out.fileHandleForReading.readDataToEndOfFile()
+  let stderr = err.fileHandleForReading.readDataToEndOfFile()
+  process.waitUntilExit()
+  return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+}
+
+@Suite("kensho-bench command line", .serialized)
+struct CommandLineTests {
+  let out = FileManager.default.temporaryDirectory.appendingPathComponent("kensho-cli-\(UUID().uuidString)")
+
+  @Test("a passing run exits 0 and writes a complete JSON report")
+  func passingRunExitsZero() throws {
+    let r = try kenshoBench(["Scenarios/ordering-seed.json", "--out", out.path])
+    #expect(r.code == 0, "\(r.stderr)")
+    #expect(r.stdout.contains("PASS  ordering-seed"))
+    let data = try Data(contentsOf: out.appendingPathComponent("kensho-report.json"))
+    let json = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+    #expect(json["format"] as? String == "kensho-report/1")
+    #expect(json["complete"] as? Bool == true)
+    let scenarios = try #require(json["scenarios"] as? [[String: Any]])
+    #expect(scenarios.first?["verdict"] as? String == "pass")
+    let checks = try #require(scenarios.first?["checks"] as? [[String: Any]])
+    #expect(checks.contains { $0["rule"] as? String == "KSP-3.2" && $0["expected"] != nil && $0["observed"] != nil })
+  }
+
+  @Test("a failing scenario exits 1")
+  func failingRunExitsOne() throws {
+    let file = out.appendingPathComponent("failing.json")
+    try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+    try Data(
+      """
+      {"format": "kensho-scenario/1", "name": "expects-the-impossible",
+       "agents": [{"name": "p", "methods": {"m": {"chunks": 2, "finish": {"kind": "error",
+         "error": {"name": "E", "message": "no"}}}}}, {"name": "c"}],
+       "workload": [{"consumers": "c", "producers": "p", "method": "m"}],
+       "expect": [{"check": "outcome", "terminal": "end"}]}
+      """.utf8
+    ).write(to: file)
+    let r = try kenshoBench([file.path, "--out", out.path])
+    #expect(r.code == 1)
+    #expect(r.stdout.contains("FAIL  expects-the-impossible"))
+    #expect(r.stdout.contains("KSP-4.1"))
+  }
+
+  @Test("a broken scenario file exits 2 naming the file and the JSON path")
+  func brokenFileExitsTwo() throws {
+    let file = out.appendingPathComponent("broken.json")
+    try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+    try Data(#"{"format": "kensho-scenario/1", "name": "b", "agents": [], "workload": [], "expect": [{"check": 3}]}"#.utf8)
+      .write(to: file)
+    for command in [["validate", file.path], [file.path, "--out", out.path]] {
+      let r = try kenshoBench(command)
+      #expect(r.code == 2)
+      #expect(r.stderr.contains("\(file.path): $.expect[0].check: expected a string, found 3"), "\(r.stderr)")
+    }
+    #expect(!FileManager.default.fileExists(atPath: out.appendingPathComponent("kensho-report.json").path))
+  }
+
+  @Test("usage errors exit 2")
+  func usageErrorsExitTwo() throws {
+    #expect(try kenshoBench(["run", "--no-such-flag"]).code == 2)
+    #expect(try kenshoBench(["run", "Scenarios", "--deadline", "-1"]).code == 2)
+    #expect(try kenshoBench(["/no/such/folder"]).code == 2)
+  }
+
+  @Test("schema prints the JSON Schema; list names every scenario")
+  func schemaAndList() throws {
+    let schema = try kenshoBench(["schema"])
+    #expect(schema.code == 0)
+    #expect((try? JSONSerialization.jsonObject(with: Data(schema.stdout.utf8))) != nil)
+    let list = try kenshoBench(["list", "Scenarios"])
+    #expect(list.code == 0)
+    #expect(list.stdout.contains("ordering-seed"))
+    #expect(list.stdout.contains("KSP-3.2"))
+  }
+}

@@ -1,0 +1,79 @@
+import Foundation
+import KenshoProtocol
+import KenshoScenario
+import Testing
+
+@Suite("Scenario loading")
+struct LoaderTests {
+  func problems(_ json: String) -> [ScenarioProblem] {
+    do {
+      _ = try ScenarioLoader.load(data: Data(json.utf8), file: "x.json")
+      return []
+    } catch {
+      return error.problems
+    }
+  }
+
+  let valid = """
+    {"format": "kensho-scenario/1", "name": "ok",
+     "agents": [{"name": "p", "methods": {"m": {"chunks": 2}}}, {"name": "c"}],
+     "workload": [{"consumers": "c", "producers": "p", "method": "m"}],
+     "expect": [{"check": "ordered_delivery"}]}
+    """
+
+  @Test("a valid file loads with the defaults filled in")
+  func validLoads() throws {
+    let s = try ScenarioLoader.load(data: Data(valid.utf8), file: "x.json")
+    #expect(s.name == "ok")
+    #expect(s.time.mode == .virtual)
+    #expect(s.agents[0].methods["m"] == ProducerBehaviour(chunks: 2))
+    #expect(s.workload[0].streams == 1)
+    #expect(s.expect == [KenshoScenario.Expectation(.orderedDelivery)])
+    #expect(s.expect[0].rule == "KSP-3.2")
+  }
+
+  @Test("every problem is reported with the file, the JSON path, what was found and expected")
+  func problemsHavePaths() {
+    let found = problems(
+      """
+      {"format": "kensho-scenario/9", "name": "bad",
+       "agents": [{"name": "p", "methods": {"m": {"chunks": "many", "finish": {"kind": "explode"}}}}, {"name": "c"}],
+       "workload": [{"consumers": "c", "producers": "q", "method": "m", "streams": 0}],
+       "expect": [{"check": "outcome", "terminal": "maybe"}, {"metric": "latency_p99_us", "max": "low"}],
+       "extra": 1}
+      """)
+    let paths = Set(found.map(\.path))
+    #expect(
+      paths.isSuperset(of: [
+        "$.format", "$.extra", "$.agents[0].methods.m.chunks", "$.agents[0].methods.m.finish.kind",
+        "$.workload[0].streams", "$.workload[0].producers", "$.expect[0].terminal", "$.expect[1].max",
+      ]), "\(found)")
+    #expect(found.allSatisfy { $0.file == "x.json" })
+    let format = found.first { $0.path == "$.format" }
+    #expect(format?.expected == "\"kensho-scenario/1\"")
+    #expect(format?.found == "\"kensho-scenario/9\"")
+    #expect(format?.description == "x.json: $.format: expected \"kensho-scenario/1\", found \"kensho-scenario/9\"")
+  }
+
+  @Test("malformed JSON is one problem at $")
+  func malformedJSON() {
+    let found = problems("{\"format\": ")
+    #expect(found.count == 1)
+    #expect(found.first?.path == "$")
+    #expect(found.first?.expected == "valid JSON")
+  }
+
+  @Test("a missing file is a problem, not a crash")
+  func missingFile() {
+    #expect(throws: ScenarioLoadError.self) { try ScenarioLoader.load(file: "/nonexistent/scenario.json") }
+    #expect(throws: ScenarioLoadError.self) { try ScenarioLoader.files(in: ["/nonexistent"]) }
+  }
+
+  @Test("the committed JSON Schema is valid JSON naming the format")
+  func schemaShipped() throws {
+    let text = try #require(ScenarioSchema.text)
+    let json = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+    #expect(json?["$schema"] as? String == "https://json-schema.org/draft/2020-12/schema")
+    #expect(text.contains("kensho-scenario/1"))
+  }
+}
