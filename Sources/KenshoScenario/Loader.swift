@@ -119,6 +119,15 @@ final class Reader {
     return o
   }
 
+  /// Reports members of `o` that the variant `kind` does not take.
+  func onlyMembers(_ o: [String: JSONValue], _ allowed: Set<String>, _ path: String, kind: String) {
+    for key in o.keys.sorted() where !allowed.contains(key) {
+      problem(
+        "\(path).\(key)", expected: "only \(allowed.sorted().joined(separator: ", ")) with kind \"\(kind)\"",
+        found: "an unknown member")
+    }
+  }
+
   func string(_ o: [String: JSONValue], _ key: String, _ path: String, required: Bool = false) -> String? {
     guard let v = o[key] else {
       if required { problem("\(path).\(key)", expected: "a string", found: "nothing") }
@@ -186,7 +195,9 @@ final class Reader {
   // MARK: The format
 
   func scenario(_ json: JSONValue) -> Scenario? {
-    let top: Set = ["format", "name", "description", "seed", "time", "agents", "workload", "expect", "rules"]
+    let top: Set = [
+      "$schema", "format", "name", "description", "seed", "time", "agents", "workload", "expect", "rules",
+    ]
     guard let o = object(json, "$", allowed: top) else { return nil }
     let format = string(o, "format", "$", required: true)
     if let format, format != Scenario.format {
@@ -200,7 +211,7 @@ final class Reader {
     let agents = (array(o, "agents", "$", required: true) ?? []).enumerated().compactMap { i, v in
       agent(v, "$.agents[\(i)]")
     }
-    if o["agents"] != nil && agents.isEmpty && problems.isEmpty {
+    if o["agents"]?.arrayValue?.isEmpty == true {
       problem("$.agents", expected: "at least one agent", found: "an empty array")
     }
     let workload = (array(o, "workload", "$", required: true) ?? []).enumerated().compactMap { i, v in
@@ -208,6 +219,11 @@ final class Reader {
     }
     let expect = (array(o, "expect", "$", required: true) ?? []).enumerated().compactMap { i, v in
       expectation(v, "$.expect[\(i)]")
+    }
+    for key in ["workload", "expect"] where o[key]?.arrayValue?.isEmpty == true {
+      problem(
+        "$.\(key)", expected: key == "workload" ? "at least one workload group" : "at least one expectation",
+        found: "an empty array")
     }
     if let rules = array(o, "rules", "$") {
       for (i, r) in rules.enumerated() where r.stringValue.flatMap(KSPRule.named) == nil {
@@ -276,7 +292,13 @@ final class Reader {
   func chunkContent(_ v: JSONValue, _ path: String) -> ChunkContent? {
     guard let o = object(v, path, allowed: ["kind", "value", "values", "size"]) else { return nil }
     let kinds = "\"sequence\", \"json\", \"values\", \"text\" or \"binary\""
-    switch string(o, "kind", path, required: true) {
+    let kind = string(o, "kind", path, required: true)
+    let members: [String: Set<String>] = [
+      "sequence": ["kind"], "json": ["kind", "value"], "values": ["kind", "values"], "text": ["kind", "size"],
+      "binary": ["kind", "size"],
+    ]
+    if let kind, let allowed = members[kind] { onlyMembers(o, allowed, path, kind: kind) }
+    switch kind {
     case "sequence"?: return .sequence
     case "json"?:
       guard let value = o["value"] else {
@@ -285,8 +307,9 @@ final class Reader {
       }
       return .json(value)
     case "values"?:
-      guard let values = array(o, "values", path, required: true), !values.isEmpty else {
-        if o["values"] != nil { problem("\(path).values", expected: "a non-empty array", found: "an empty array") }
+      guard let values = array(o, "values", path, required: true) else { return nil }
+      guard !values.isEmpty else {
+        problem("\(path).values", expected: "a non-empty array", found: "an empty array")
         return nil
       }
       return .values(values)
@@ -312,7 +335,13 @@ final class Reader {
 
   func finishSpec(_ v: JSONValue, _ path: String) -> Finish? {
     guard let o = object(v, path, allowed: ["kind", "summary", "error", "announced"]) else { return nil }
-    switch string(o, "kind", path, required: true) {
+    let kind = string(o, "kind", path, required: true)
+    let members: [String: Set<String>] = [
+      "end": ["kind", "summary"], "error": ["kind", "error"], "throw": ["kind", "error"], "hang": ["kind"],
+      "crash": ["kind", "announced"],
+    ]
+    if let kind, let allowed = members[kind] { onlyMembers(o, allowed, path, kind: kind) }
+    switch kind {
     case "end"?: return .end(o["summary"])
     case "error"?: return serializedError(o, path).map { .error($0) }
     case "throw"?: return serializedError(o, path).map { .throwError($0) }
@@ -389,6 +418,9 @@ final class Reader {
       if min == nil && max == nil && o["min"] == nil && o["max"] == nil {
         problem(path, expected: "\"min\" or \"max\"", found: "neither")
       }
+      if let min, let max, min > max {
+        problem("\(path).min", expected: "min ≤ max (\(clean(max)))", found: clean(min))
+      }
       return Expectation(.metric(metric, min: min, max: max), rule: rule)
     }
     let check = string(raw, "check", path, required: true)
@@ -421,6 +453,11 @@ final class Reader {
           if let terminal { problem("\(path).terminal", expected: "\"end\" or \"error\"", found: "\"\(terminal)\"") }
           return nil
         }
+        if t == .end {
+          for key in ["code", "name", "message"] where o[key] != nil {
+            problem("\(path).\(key)", expected: "no \(key) with terminal \"end\"", found: found(o[key]))
+          }
+        }
         return .outcome(
           OutcomeMatch(
             terminal: t, code: string(o, "code", path), name: string(o, "name", path),
@@ -436,7 +473,9 @@ final class Reader {
     return kind.map { Expectation($0, rule: rule) }
   }
 
-  /// Problems that span members: names that must refer to declared agents and methods.
+  /// Problems that span members: agent names unique, workload names that refer to declared
+  /// agents. (Methods are not checked: calling an unregistered method is a scenario of its own,
+  /// KSP-2.3.)
   func crossCheck(_ s: Scenario, _ o: [String: JSONValue]) {
     var names: Set<String> = []
     for (i, a) in s.agents.enumerated() {

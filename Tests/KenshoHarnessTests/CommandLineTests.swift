@@ -68,8 +68,10 @@ struct CommandLineTests {
   func brokenFileExitsTwo() throws {
     let file = out.appendingPathComponent("broken.json")
     try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
-    try Data(#"{"format": "kensho-scenario/1", "name": "b", "agents": [], "workload": [], "expect": [{"check": 3}]}"#.utf8)
-      .write(to: file)
+    try Data(
+      #"{"format": "kensho-scenario/1", "name": "b", "agents": [], "workload": [], "expect": [{"check": 3}]}"#.utf8
+    )
+    .write(to: file)
     for command in [["validate", file.path], [file.path, "--out", out.path]] {
       let r = try kenshoBench(command)
       #expect(r.code == 2)

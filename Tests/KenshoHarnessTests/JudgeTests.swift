@@ -7,7 +7,9 @@ import Testing
 /// reference bus does get verdict `fail`, naming the rule.
 @Suite("Checks fail when their rule is not met")
 struct JudgeTests {
-  func scenario(_ finish: Finish, chunks: Int = 3, expect: [KenshoScenario.Expectation], time: TimeSettings = TimeSettings())
+  func scenario(
+    _ finish: Finish, chunks: Int = 3, expect: [KenshoScenario.Expectation], time: TimeSettings = TimeSettings()
+  )
     -> Scenario
   {
     Scenario(
@@ -23,7 +25,9 @@ struct JudgeTests {
   @Test("an outcome check fails when streams finish otherwise")
   func outcomeMismatchFails() {
     let result = ScenarioRunner().run(
-      scenario(.error(SerializedError(name: "E", message: "m", code: "X")), expect: [KenshoScenario.Expectation(.outcome(OutcomeMatch(terminal: .end)))]))
+      scenario(
+        .error(SerializedError(name: "E", message: "m", code: "X")),
+        expect: [KenshoScenario.Expectation(.outcome(OutcomeMatch(terminal: .end)))]))
     #expect(result.verdict == .fail)
     #expect(result.checks.first?.rule == "KSP-4.1")
     #expect(result.checks.first?.observed == "0 of 2 streams")
@@ -49,7 +53,8 @@ struct JudgeTests {
   @Test("a broken SHOULD rule grades non-strict, not fail")
   func shouldRuleIsNonStrict() {
     let result = ScenarioRunner().run(
-      scenario(.end(nil), expect: [KenshoScenario.Expectation(.outcome(OutcomeMatch(terminal: .error)), rule: "KSP-3.4")]))
+      scenario(
+        .end(nil), expect: [KenshoScenario.Expectation(.outcome(OutcomeMatch(terminal: .error)), rule: "KSP-3.4")]))
     #expect(result.checks.first?.verdict == .nonStrict)
     #expect(result.verdict == .nonStrict)
     #expect(result.verdict.isSuccess)

@@ -77,3 +77,28 @@ struct LoaderTests {
     #expect(text.contains("kensho-scenario/1"))
   }
 }
+
+@Suite("Scenario loading: variants take only their own members")
+struct VariantMemberTests {
+  @Test("content and finish kinds reject members of other kinds; end outcomes take no code")
+  func variantsAreStrict() {
+    let json = """
+      {"format": "kensho-scenario/1", "name": "v",
+       "agents": [{"name": "p", "methods": {"m": {"chunks": 1, "content": {"kind": "sequence", "size": 4},
+                   "finish": {"kind": "hang", "error": {"name": "x", "message": "y"}}}}}, {"name": "c"}],
+       "workload": [{"consumers": "c", "producers": "p", "method": "m"}],
+       "expect": [{"check": "outcome", "terminal": "end", "code": "X"}, {"metric": "chunks_delivered", "min": 5, "max": 1}]}
+      """
+    var paths: Set<String> = []
+    do {
+      _ = try ScenarioLoader.load(data: Data(json.utf8), file: "v.json")
+    } catch {
+      paths = Set(error.problems.map(\.path))
+    }
+    #expect(
+      paths == [
+        "$.agents[0].methods.m.content.size", "$.agents[0].methods.m.finish.error", "$.expect[0].code",
+        "$.expect[1].min",
+      ])
+  }
+}
