@@ -64,7 +64,8 @@ let package = Package(
       ],
       swiftSettings: strict
     ),
-    .target(name: "KenshoReport", dependencies: ["KenshoHarness"], swiftSettings: strict),
+    .target(
+      name: "KenshoReport", dependencies: ["KenshoHarness"], swiftSettings: strict),
     .executableTarget(
       name: "KenshoBenchCLI",
       dependencies: [

@@ -14,6 +14,7 @@ import Synchronization
 enum Exit {
   static let failed = ExitCode(1)
   static let badInput = ExitCode(2)
+  static let regressed = ExitCode(3)
 }
 
 @main
@@ -22,8 +23,10 @@ struct KenshoBench: ParsableCommand {
     commandName: "kensho-bench",
     abstract: "Runs Kensho streaming scenarios (KSP/1) and reports a verdict per scenario and per rule.",
     discussion: """
-      Exit codes: 0 every scenario passed, 1 a scenario failed, 2 bad input or usage.
-      Reports go to --out (default Reports/): kensho-report.json.
+      Exit codes: 0 every scenario passed, 1 a scenario failed, 2 bad input or usage,
+      3 a metric regressed against --baseline (the scenarios themselves passed).
+      Reports go to --out (default Reports/): kensho-report.json, kensho-report.html,
+      kensho-junit.xml, and hgrm/*.hgrm latency histograms.
       """,
     version: KenshoVersion.current,
     subcommands: [Run.self, List.self, Validate.self, Schema.self],
@@ -48,6 +51,20 @@ struct KenshoBench: ParsableCommand {
       Foundation.exit(code == .validationFailure ? Exit.badInput.rawValue : code.rawValue)
     }
   }
+}
+
+/// An error as a person reads it.
+func describe(_ error: any Error) -> String {
+  if let e = error as? DecodingError {
+    switch e {
+    case .dataCorrupted(let c), .keyNotFound(_, let c), .typeMismatch(_, let c), .valueNotFound(_, let c):
+      let path = "$" + c.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+      return "\(path): \(c.debugDescription)"
+    @unknown default: return "\(e)"
+    }
+  }
+  if let e = error as? ValidationError { return e.message }
+  return error.localizedDescription
 }
 
 /// Loads every scenario under the paths, or prints every problem and exits 2.
@@ -94,8 +111,51 @@ extension KenshoBench {
     @Option(help: "Wall-clock seconds a scenario may take before it is stopped with verdict error.")
     var deadline: Double = 300
 
+    @Option(help: "Report formats, comma-separated: json, html, junit.")
+    var format = "json,html,junit"
+
+    @Option(help: "A previous kensho-report.json to compare metrics with; a regression exits 3.")
+    var baseline: String?
+
+    @Option(help: "How much worse a metric may get than in --baseline, as a fraction (0.25 = 25 %).")
+    var maxRegression = 0.25
+
+    @Flag(help: "Turn latency and memory measurement off (memory checks become unsupported).")
+    var noMeasure = false
+
+    var formats: Set<ReportFormat> {
+      Set(format.split(separator: ",").compactMap { ReportFormat(rawValue: $0.trimmingCharacters(in: .whitespaces)) })
+    }
+
     func validate() throws {
       guard deadline > 0 else { throw ValidationError("--deadline must be positive, got \(deadline)") }
+      let names = format.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+      for name in names where ReportFormat(rawValue: name) == nil {
+        throw ValidationError("--format: unknown format '\(name)'; expected json, html or junit")
+      }
+      guard !names.isEmpty else { throw ValidationError("--format needs at least one of json, html, junit") }
+      guard maxRegression >= 0 else { throw ValidationError("--max-regression must be ≥ 0, got \(maxRegression)") }
+    }
+
+    /// The baseline report, or exit 2 naming the file and what is wrong with it.
+    func loadBaseline() throws -> RunReport? {
+      guard let baseline else { return nil }
+      do {
+        let data = try Data(contentsOf: URL(fileURLWithPath: baseline))
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(
+          positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        let report = try decoder.decode(RunReport.self, from: data)
+        guard report.format == RunReport.format else {
+          throw ValidationError("format is \"\(report.format)\", expected \"\(RunReport.format)\"")
+        }
+        return report
+      } catch {
+        FileHandle.standardError.write(
+          Data("error: \(baseline): expected a kensho-report/1 JSON report, \(describe(error))\n".utf8))
+        throw Exit.badInput
+      }
     }
 
     func run() throws {
@@ -104,11 +164,15 @@ extension KenshoBench {
         FileHandle.standardError.write(Data("error: no scenario matches \(paths.joined(separator: " "))\n".utf8))
         throw Exit.badInput
       }
-      let runner = ScenarioRunner(seed: seed, wallDeadline: .milliseconds(Int64(deadline * 1000)))
+      let baselineReport = try loadBaseline()
+      let interrupted = Interruption()
+      let flag = interrupted.flag
+      let runner = ScenarioRunner(
+        seed: seed, wallDeadline: .milliseconds(Int64(deadline * 1000)),
+        options: RunOptions(measure: !noMeasure, profileDirectory: out, cancelled: { flag.value }))
       let started = Date()
       let interactive = isatty(STDOUT_FILENO) != 0
       var results: [ScenarioResult] = []
-      let interrupted = Interruption()
       for (i, scenario) in scenarios.enumerated() {
         if interrupted.happened { break }
         if interactive {
@@ -120,25 +184,36 @@ extension KenshoBench {
         print(line(result) + (interactive ? "\u{1B}[K" : ""))
         fflush(nil)
       }
-      let complete = results.count == scenarios.count
-      let report = RunReport(
+      let complete = results.count == scenarios.count && !interrupted.happened
+      var report = RunReport(
         results: results,
         metadata: RunReport.Metadata(
           implementation: "reference (in process)", seed: seed, startedAt: started, finishedAt: Date(),
           arguments: CommandLine.arguments, jemalloc: Jemalloc.version),
         complete: complete)
-      let url = URL(fileURLWithPath: out).appendingPathComponent("kensho-report.json")
+      if let baselineReport {
+        let limits = Dictionary(scenarios.map { ($0.name, $0.regressionLimits) }, uniquingKeysWith: { a, _ in a })
+        report.regressions = BaselineComparison.regressions(
+          current: results, baseline: baselineReport, defaultLimit: maxRegression, limits: limits)
+      }
+      let folder = URL(fileURLWithPath: out)
       do {
-        try AtomicFile.write(try report.json(), to: url)
+        try ReportWriter.write(report, formats: formats, to: folder)
       } catch {
-        FileHandle.standardError.write(Data("error: cannot write \(url.path): \(error)\n".utf8))
+        FileHandle.standardError.write(
+          Data("error: cannot write the reports to \(folder.path): \(describe(error))\n".utf8))
         throw Exit.badInput
       }
       let s = report.summary
       print(
         "\(s.scenarios) scenarios: \(s.passed) passed, \(s.failed) failed, \(s.errors) errors, "
-          + "\(s.nonStrict) non-strict, \(s.unsupported) unsupported\(complete ? "" : " (interrupted)") — \(url.path)")
+          + "\(s.nonStrict) non-strict, \(s.unsupported) unsupported\(complete ? "" : " (interrupted)") — reports in \(folder.path)"
+      )
+      for r in report.regressions ?? [] {
+        print("REGRESSION \(r.scenario) \(r.metric): baseline \(r.baseline), now \(r.current) (allowed \(r.allowed))")
+      }
       if !complete || !s.verdict.isSuccess { throw Exit.failed }
+      if !(report.regressions ?? []).isEmpty { throw Exit.regressed }
     }
 
     func line(_ r: ScenarioResult) -> String {
@@ -153,6 +228,7 @@ extension KenshoBench {
       let passed = r.checks.filter { $0.verdict == .pass }.count
       var text =
         "\(tag) \(r.name)  \(passed)/\(r.checks.count) checks  \(String(format: "%.2f", r.metrics.wallSeconds)) s"
+      if let profile = r.heapProfile { text += "\n      heap profile: \(profile)" }
       for c in r.checks where c.verdict != .pass {
         text += "\n      \(c.verdict.rawValue) \(c.rule) \(c.name): expected \(c.expected); observed \(c.observed)"
         if let d = c.detail { text += "\n        \(d)" }
@@ -208,7 +284,7 @@ extension KenshoBench {
 /// marked incomplete.
 final class Interruption {
   private let source: any DispatchSourceSignal
-  private let flag = Flag()
+  let flag = StopFlag()
 
   init() {
     signal(SIGINT, SIG_IGN)
@@ -221,7 +297,7 @@ final class Interruption {
   var happened: Bool { flag.value }
 }
 
-final class Flag: Sendable {
+final class StopFlag: Sendable {
   private let state = Atomic<Bool>(false)
   func set() { state.store(true, ordering: .relaxed) }
   var value: Bool { state.load(ordering: .relaxed) }

@@ -14,6 +14,9 @@ public struct BusConfiguration: Sendable, Hashable {
   /// `stream_request` ids remembered after their stream ended, to ignore late duplicates
   /// (KSP-2.4). Memory for this is fixed, not per stream.
   public var duplicateWindow = 1024
+  /// A defect for the harness's own tests: the bus keeps every terminated stream's entry, so
+  /// that memory grows with each stream. Never set it otherwise.
+  @_spi(Testing) public var leaksEndedStreamsForTesting = false
 
   public init() {}
 

@@ -43,7 +43,8 @@ public final class MessageBus: TransportReceiver, Sendable {
     self.configuration = configuration
     self.sweepNanos = max(1, configuration.sweepInterval.nanoseconds)
     self.timeoutNanos = configuration.streamTimeout.nanoseconds
-    self.state = Mutex(State(duplicateWindow: configuration.duplicateWindow))
+    self.state = Mutex(
+      State(duplicateWindow: configuration.duplicateWindow, leaking: configuration.leaksEndedStreamsForTesting))
     transport.start(receiver: self)
   }
 
@@ -669,9 +670,12 @@ extension MessageBus {
     var runningJobs = false
     var disposed = false
     var sweepTimer: TimerHandle?
+    let leaking: Bool
+    var leaked: [ConsumerStream] = []
 
-    init(duplicateWindow: Int) {
+    init(duplicateWindow: Int, leaking: Bool) {
       seenRequests = RecentSet(capacity: duplicateWindow)
+      self.leaking = leaking
     }
 
     /// Either claims the job queue for the caller, who then runs `job` itself before the rest
@@ -698,6 +702,7 @@ extension MessageBus {
     mutating func removeStream(_ streamId: String) -> ConsumerStream? {
       if lastStream?.id == streamId { lastStream = nil }
       let removed = streams.removeValue(forKey: streamId)
+      if leaking, let removed { leaked.append(removed) }
       releaseEmptyTables()
       return removed
     }

@@ -3,7 +3,7 @@ import DequeModule
 import Dispatch
 import Foundation
 import Histogram
-import KenshoBus
+@_spi(Testing) import KenshoBus
 import KenshoMemory
 import KenshoProtocol
 import KenshoScenario
@@ -30,10 +30,12 @@ final class ReferenceRun: Sendable {
   /// Per-chunk memory sampling, when a peak-memory check asks for it.
   let samplePeakPerChunk: Bool
   let digests: Bool
+  let options: RunOptions
 
-  init(scenario: Scenario, seed: UInt64) {
+  init(scenario: Scenario, seed: UInt64, options: RunOptions) {
     self.scenario = scenario
     self.seed = seed
+    self.options = options
     if scenario.time.mode == .virtual {
       let m = ManualClock()
       manual = m
@@ -43,19 +45,23 @@ final class ReferenceRun: Sendable {
       clock = SystemClock.shared
     }
     var config = BusConfiguration()
+    config.leaksEndedStreamsForTesting = options.leakingReference
     if let t = scenario.time.streamTimeoutMs { config.streamTimeout = .nanoseconds(Int64(t * 1e6)) }
     if let s = scenario.time.sweepIntervalMs { config.sweepInterval = .nanoseconds(Int64(s * 1e6)) }
     sweepNanos = config.sweepInterval.nanoseconds
     defaultTimeoutNanos = config.streamTimeout.nanoseconds
-    samplePeakPerChunk = scenario.expect.contains {
-      if case .peakMemory = $0.kind { return true }
-      if case .metric(.peakBytes, _, _) = $0.kind { return true }
-      return false
-    }
+    samplePeakPerChunk =
+      options.measure
+      && scenario.expect.contains {
+        if case .peakMemory = $0.kind { return true }
+        if case .metric(.peakBytes, _, _) = $0.kind { return true }
+        return false
+      }
     digests = scenario.expect.contains { $0.kind == .payloadDigest }
     let total = scenario.workload.reduce(0) { $0 + $1.streams }
     state = RunStateBox(RunState(totalStreams: total))
     let stateRef = state
+    let clockRef = clock
     network = LocalNetwork(tap: { m in
       let invalid = m.validate(.sent)
       stateRef.withLock { s in
@@ -64,6 +70,13 @@ final class ReferenceRun: Sendable {
           s.invalidWire.append("\(m.type.rawValue) \(m.messageId): \(invalid)")
         }
         if invalid != nil { s.invalidWireCount += 1 }
+        if m.type == .streamRequest && s.traceStreamId == nil { s.traceStreamId = m.streamId }
+        if m.streamId != nil && m.streamId == s.traceStreamId && s.trace.count < 64 {
+          s.trace.append(
+            TraceEntry(
+              t: Double(clockRef.nanoseconds()) / 1e6, type: m.type.rawValue, from: m.sourceWorker, to: m.targetWorker,
+              seq: m.seq, code: m.error?.code))
+        }
       }
       return .deliver
     })
@@ -92,7 +105,7 @@ final class ReferenceRun: Sendable {
   /// Runs the workload to its end, or to the deadline. Returns an error message when the run
   /// did not finish.
   func execute(wallDeadline: Duration) -> String? {
-    let memory = MemoryMeter(threadLocal: manual != nil)
+    let memory = MemoryMeter(threadLocal: manual != nil, enabled: options.measure)
     state.withLock { $0.memory = memory }
     memory.markBaseline()
     let started = wall.nanoseconds()
@@ -117,11 +130,23 @@ final class ReferenceRun: Sendable {
           problem = "wall-clock deadline of \(wallDeadline) passed with \(openCount) streams open"
           break
         }
+        if steps & 1023 == 0 && options.cancelled() {
+          problem = "interrupted with \(openCount) streams open"
+          break
+        }
       }
     } else {
       let limit = min(Double(wallDeadline.nanoseconds), scenario.time.deadlineMs * 1e6)
-      if finished.wait(timeout: .now() + .nanoseconds(Int(limit))) == .timedOut {
-        problem = "deadline of \(Int(limit / 1e6)) ms passed with \(openCount) streams open"
+      let end = DispatchTime.now() + .nanoseconds(Int(limit))
+      while finished.wait(timeout: min(end, .now() + .milliseconds(100))) == .timedOut {
+        if options.cancelled() {
+          problem = "interrupted with \(openCount) streams open"
+          break
+        }
+        if DispatchTime.now() >= end {
+          problem = "deadline of \(Int(limit / 1e6)) ms passed with \(openCount) streams open"
+          break
+        }
       }
     }
     let ended = wall.nanoseconds()
@@ -172,13 +197,14 @@ final class ReferenceRun: Sendable {
 
   private func scheduleOpen(group: Int, at time: Int64, every step: Int64) {
     _ = clock.schedule(at: time) { [self] in
-      if openNext(group: group) { scheduleOpen(group: group, at: time &+ step, every: step) }
+      // Open model: the stream was due at `time`, whenever the timer actually fired.
+      if openNext(group: group, intended: time) { scheduleOpen(group: group, at: time &+ step, every: step) }
     }
   }
 
   /// Opens the group's next stream; returns whether the group has more to open.
   @discardableResult
-  private func openNext(group index: Int) -> Bool {
+  private func openNext(group index: Int, intended: Int64? = nil) -> Bool {
     let group = scenario.workload[index]
     let consumers = scenario.workers(group.consumers)
     let producers = scenario.workers(group.producers)
@@ -202,20 +228,28 @@ final class ReferenceRun: Sendable {
     let timeout = group.timeoutMs.map { Int64($0 * 1e6) } ?? defaultTimeoutNanos
     state.withLock { s in
       s.records[stream].openedAt = now
+      s.records[stream].intendedOpen = intended ?? now
       s.records[stream].openedWall = wallNow
       s.records[stream].lastActivity = now
       s.records[stream].timeout = timeout
       s.records[stream].consumer = consumer
       s.records[stream].producer = producer
-      s.records[stream].expectedSummary = behaviour.flatMap { b in
-        if case .end(let summary) = b.finish { return summary ?? Self.defaultSummary(b) }
-        return nil
-      }
+    }
+    // The summary the producer will send, kept by the callback rather than per record, so
+    // that the harness itself holds nothing per stream on the heap (its memory is measured too).
+    let expectedSummary: JSONValue? = behaviour.flatMap { b in
+      if case .end(let summary) = b.finish { return summary ?? Self.defaultSummary(b) }
+      return nil
     }
     guard let bus = buses[consumer] else { return ordinal + 1 < group.streams }
     let callbacks = StreamCallbacks(
       onChunk: { [self] value in try onChunk(stream, value, generator) },
-      onEnd: { [self] summary in try onTerminal(stream, .end(summary)) },
+      onEnd: { [self] summary in
+        let problem =
+          expectedSummary.map { $0 == summary } == false
+          ? "onEnd got \(Self.brief(summary)), producer sent \(Self.brief(expectedSummary ?? .null))" : nil
+        try onTerminal(stream, .end(summaryProblem: problem))
+      },
       onError: { [self] error in try onTerminal(stream, .error(error)) },
       timeout: group.timeoutMs.map { .nanoseconds(Int64($0 * 1e6)) })
     do {
@@ -260,12 +294,17 @@ final class ReferenceRun: Sendable {
         let group = scenario.workload[r.group]
         let cancel = group.cancelAfterChunks.map { r.received == $0 } ?? false
         return (
-          cancel, group.throwingCallbacks.contains(.onChunk), r.streamId, r.emitWall.popFirst(),
-          index == 0 ? r.openedWall : nil
+          cancel, group.throwingCallbacks.contains(.onChunk), r.streamId, r.emits.popFirst(),
+          index == 0 ? r.intendedOpen : nil
         )
       }
-      if let sent { _ = s.latency.record(UInt64(max(0, wallNow - sent))) }
-      if let opened { _ = s.firstChunk.record(UInt64(max(0, wallNow - opened))) }
+      if let sent, options.measure {
+        let gap = UInt64(max(0, wallNow - sent.wall))
+        _ = s.latency.record(gap)
+        _ = s.windowLatency.record(gap)
+        _ = s.latencyCorrected.record(UInt64(max(0, now - sent.intended)))
+      }
+      if let opened, options.measure { _ = s.firstChunk.record(UInt64(max(0, now - opened))) }
       s.delivered += 1
       s.bytesDelivered += generator?.approximateBytes ?? 0
       return (cancel, shouldThrow, streamId)
@@ -278,28 +317,33 @@ final class ReferenceRun: Sendable {
   }
 
   enum Terminal {
-    case end(JSONValue)
+    case end(summaryProblem: String?)
     case error(SerializedError)
   }
 
   private func onTerminal(_ stream: Int, _ terminal: Terminal) throws {
     let now = clock.nanoseconds()
     let (first, group, shouldThrow, done): (Bool, Int, Bool, Bool) = state.withLock { s in
+      var completion: UInt64?
       let (first, group, streamId): (Bool, Int, String?) = s.update(stream) { r in
         r.terminals += 1
         let first = r.terminals == 1
         if first {
           r.terminalAt = now
           switch terminal {
-          case .end(let summary): r.outcome = .end(summary)
+          case .end(let problem):
+            r.outcome = .end
+            r.summaryProblem = problem
           case .error(let error): r.outcome = .error(error)
           }
-          r.emitWall.removeAll()
+          r.emits.removeAll()
+          if options.measure { completion = UInt64(max(0, now - r.intendedOpen)) }
         } else if r.lateCallback == nil {
           r.lateCallback = "a second terminal callback"
         }
         return (first, r.group, r.streamId)
       }
+      if let completion { _ = s.completion.record(completion) }
       if first {
         s.completed += 1
         if let streamId { s.streamIndex.removeValue(forKey: streamId) }
@@ -342,14 +386,20 @@ final class ReferenceRun: Sendable {
     let step = Int64(behaviour.intervalMs * 1e6)
     let batch = step == 0 ? 256 : 1
     var index = next
-    let streamIndex = state.withLock { $0.streamIndex[stream.streamId] }
+    let (streamIndex, intendedOpen) = state.withLock { s in
+      let i = s.streamIndex[stream.streamId]
+      return (i, i.map { s.records[$0].intendedOpen } ?? clock.nanoseconds())
+    }
     while index < behaviour.chunks && index < next + batch {
       let value = generator.chunk(index)
       let sentAt = wall.nanoseconds()
+      // When chunks follow a schedule, latency counts from when each was due (no coordinated
+      // omission); as-fast-as-possible chunks are due when they are sent.
+      let due = step > 0 ? intendedOpen &+ Int64(index + 1) &* step : clock.nanoseconds()
       state.withLock { s in
         s.emitted += 1
         if let i = streamIndex {
-          s.records[i].emitWall.append(sentAt)
+          if options.measure { s.records[i].emits.append(Emit(wall: sentAt, intended: due)) }
           if digests {
             if s.records[i].sentDigest == nil { s.records[i].sentDigest = RunningDigest() }
             s.records[i].sentDigest?.update(data: generator.bytes(index))
@@ -359,7 +409,7 @@ final class ReferenceRun: Sendable {
       do {
         try stream.chunk(value)
       } catch {
-        if let i = streamIndex { state.withLock { _ = $0.records[i].emitWall.popLast() } }
+        if let i = streamIndex { state.withLock { _ = $0.records[i].emits.popLast() } }
         return  // cancelled or closed: the producer stops
       }
       index += 1
@@ -403,6 +453,7 @@ final class ReferenceRun: Sendable {
   }
 
   func sample() {
+    guard options.measure else { return }
     var active = 0
     var emitters = 0
     for (name, bus) in buses where !state.withLock({ $0.crashed.contains(name) }) {
@@ -411,13 +462,21 @@ final class ReferenceRun: Sendable {
       emitters += stats.emitters
     }
     let t = Double(clock.nanoseconds()) / 1e6
+    let process = Jemalloc.snapshot()
     state.withLock { s in
       let allocated = s.memory?.current()
       if s.samples.count >= 4096 {
         s.samples = s.samples.enumerated().filter { $0.offset % 2 == 0 }.map(\.element)
       }
+      let window = s.windowLatency
       s.samples.append(
-        Sample(t: t, activeStreams: active, emitters: emitters, allocated: allocated, chunksDelivered: s.delivered))
+        Sample(
+          t: t, activeStreams: active, emitters: emitters, allocated: allocated, chunksDelivered: s.delivered,
+          streamsCompleted: s.completed, processAllocated: process?.allocated, processActive: process?.active,
+          processResident: process?.resident,
+          latencyP50Us: window.totalCount > 0 ? Double(window.valueAtPercentile(50)) / 1_000 : nil,
+          latencyP99Us: window.totalCount > 0 ? Double(window.valueAtPercentile(99)) / 1_000 : nil))
+      s.windowLatency.reset()
     }
   }
 
@@ -429,10 +488,37 @@ final class ReferenceRun: Sendable {
 
 enum HarnessThrow: Error { case byScenario }
 
+/// When a chunk was sent (wall clock) and when it was due (scenario time).
+struct Emit: Sendable {
+  var wall: Int64
+  var intended: Int64
+}
+
+/// How to run: measuring on or off, and a way to stop early.
+public struct RunOptions: Sendable {
+  /// Latency histograms and memory sampling; off, memory checks are `unsupported`.
+  public var measure: Bool
+  /// Polled during the run; true stops it (verdict `error`, "interrupted").
+  public var cancelled: @Sendable () -> Bool
+
+  /// Runs a reference bus that leaks every ended stream: for testing the leak verdict.
+  @_spi(Testing) public var leakingReference = false
+  /// Folder for heap profiles written when a leak check fails (with `MALLOC_CONF=prof:true`).
+  public var profileDirectory: String?
+
+  public init(
+    measure: Bool = true, profileDirectory: String? = nil, cancelled: @escaping @Sendable () -> Bool = { false }
+  ) {
+    self.measure = measure
+    self.profileDirectory = profileDirectory
+    self.cancelled = cancelled
+  }
+}
+
 /// What the harness knows about one stream.
 struct StreamRecord: Sendable {
   enum Outcome {
-    case end(JSONValue)
+    case end
     case error(SerializedError)
   }
 
@@ -449,10 +535,12 @@ struct StreamRecord: Sendable {
   var terminals = 0
   var terminalAt: Int64?
   var outcome: Outcome?
-  var expectedSummary: JSONValue?
+  /// How the summary differed from what the producer sent, when it did.
+  var summaryProblem: String?
   var mismatch: String?
   var lateCallback: String?
-  var emitWall = Deque<Int64>()
+  var intendedOpen: Int64 = 0
+  var emits = Deque<Emit>()
   var sentDigest: RunningDigest?
   var receivedDigest: RunningDigest?
 
@@ -476,8 +564,22 @@ struct RunState: Sendable {
   var wire: [MessageType: Int] = [:]
   var invalidWire: [String] = []
   var invalidWireCount = 0
-  var latency = Histogram<UInt64>(highestTrackableValue: 3_600_000_000_000, numberOfSignificantValueDigits: .three)
-  var firstChunk = Histogram<UInt64>(highestTrackableValue: 3_600_000_000_000, numberOfSignificantValueDigits: .three)
+  /// Wall-clock ns from emit to onChunk.
+  var latency = RunState.histogram()
+  /// Scenario-time ns from when each chunk was due to onChunk (corrected for coordinated omission).
+  var latencyCorrected = RunState.histogram()
+  /// `latency` since the last sample.
+  var windowLatency = RunState.histogram()
+  /// Scenario-time ns from when a stream was due to open to its first chunk.
+  var firstChunk = RunState.histogram()
+  /// Scenario-time ns from when a stream was due to open to its terminal callback.
+  var completion = RunState.histogram()
+  var traceStreamId: String?
+  var trace: [TraceEntry] = []
+
+  static func histogram() -> Histogram<UInt64> {
+    Histogram(highestTrackableValue: 3_600_000_000_000, numberOfSignificantValueDigits: .three)
+  }
   var samples: [Sample] = []
   var stopSampling = false
   var memory: MemoryMeter?
@@ -516,14 +618,19 @@ final class RunStateBox: Sendable {
 /// other threads do), the process's `stats.allocated` in real time.
 final class MemoryMeter: Sendable {
   let threadLocal: Bool
+  let enabled: Bool
   private let marks = Mutex<(base: Int64, peak: Int64, end: Int64?)>((0, 0, nil))
 
-  init(threadLocal: Bool) { self.threadLocal = threadLocal }
+  init(threadLocal: Bool, enabled: Bool = true) {
+    self.threadLocal = threadLocal
+    self.enabled = enabled
+  }
 
   var source: String { threadLocal ? "thread" : "process" }
 
   private func read() -> Int64? {
-    threadLocal ? Jemalloc.threadNet() : Jemalloc.allocated().map(Int64.init)
+    guard enabled else { return nil }
+    return threadLocal ? Jemalloc.threadNet() : Jemalloc.allocated().map(Int64.init)
   }
 
   func markBaseline() {

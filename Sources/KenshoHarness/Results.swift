@@ -69,6 +69,8 @@ public struct LatencySummary: Sendable, Hashable, Codable {
 
 /// What a run measured.
 public struct Metrics: Sendable, Hashable, Codable {
+  public init() {}
+
   public var streamsOpened = 0
   public var streamsCompleted = 0
   public var chunksEmitted = 0
@@ -80,10 +82,22 @@ public struct Metrics: Sendable, Hashable, Codable {
   public var scenarioMs = 0.0
   public var chunksPerSecond = 0.0
   public var bytesPerSecond = 0.0
-  /// Per-chunk latency, producer emit to consumer callback (wall clock).
+  /// Per-chunk latency, producer emit to consumer callback (wall clock, uncorrected).
   public var chunkLatency: LatencySummary?
-  /// Stream open to first chunk (wall clock).
+  /// Per-chunk latency from when each chunk was due, in scenario time (corrected for
+  /// coordinated omission, as wrk2 does).
+  public var chunkLatencyCorrected: LatencySummary?
+  /// From when a stream was due to open to its first chunk, in scenario time.
   public var timeToFirstChunk: LatencySummary?
+  /// From when a stream was due to open to its terminal callback, in scenario time.
+  public var streamCompletion: LatencySummary?
+  /// The chunk latency (wall clock) percentile curve.
+  public var latencyCurve: [PercentilePoint] = []
+  /// Bytes per open stream at the sample with the most open streams.
+  public var bytesPerOpenStream: Double?
+  /// The fitted growth of memory per completed stream and per delivered chunk (KSP-9.2).
+  public var growthPerStream: Double?
+  public var growthPerChunk: Double?
   /// Memory allocated when all streams were terminal, minus the baseline before them.
   public var retainedBytes: Int?
   /// Highest memory above the baseline during the run.
@@ -106,6 +120,31 @@ public struct Sample: Sendable, Hashable, Codable {
   /// Bytes above the baseline.
   public var allocated: Int?
   public var chunksDelivered: Int
+  public var streamsCompleted: Int
+  /// The process's jemalloc `stats.allocated`, `stats.active` and `stats.resident`.
+  public var processAllocated: Int?
+  public var processActive: Int?
+  public var processResident: Int?
+  /// Chunk latency (wall clock) over the interval since the previous sample.
+  public var latencyP50Us: Double?
+  public var latencyP99Us: Double?
+}
+
+/// One message of the traced stream (the first one opened), for the sequence diagram.
+public struct TraceEntry: Sendable, Hashable, Codable {
+  /// Scenario time, ms.
+  public var t: Double
+  public var type: String
+  public var from: String
+  public var to: String
+  public var seq: Int?
+  public var code: String?
+}
+
+/// A point of a latency percentile curve.
+public struct PercentilePoint: Sendable, Hashable, Codable {
+  public var percentile: Double
+  public var valueUs: Double
 }
 
 /// The result of one scenario.
@@ -119,8 +158,35 @@ public struct ScenarioResult: Sendable, Hashable, Codable {
   public var checks: [CheckResult]
   public var metrics: Metrics
   public var samples: [Sample]
+  /// The messages of one stream, for the sequence diagram.
+  public var trace: [TraceEntry] = []
   /// Why the scenario could not run to the end, when it could not.
   public var error: String?
+  /// Histograms in HdrHistogram's `.hgrm` text form, by name; written beside the report.
+  public var histograms: [String: String] = [:]
+  /// A jemalloc heap profile written when a leak check failed, and how to read it.
+  public var heapProfile: String?
+
+  public init(
+    name: String, file: String?, description: String, seed: UInt64, timeMode: String, verdict: Verdict,
+    checks: [CheckResult], metrics: Metrics, samples: [Sample], error: String? = nil
+  ) {
+    self.name = name
+    self.file = file
+    self.description = description
+    self.seed = seed
+    self.timeMode = timeMode
+    self.verdict = verdict
+    self.checks = checks
+    self.metrics = metrics
+    self.samples = samples
+    self.error = error
+  }
+
+  // `histograms` go to their own `.hgrm` files, not into the JSON.
+  enum CodingKeys: String, CodingKey {
+    case name, file, description, seed, timeMode, verdict, checks, metrics, samples, trace, error, heapProfile
+  }
 
   /// The rules this scenario's checks cite.
   public var rules: [String] {

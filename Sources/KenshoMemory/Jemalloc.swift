@@ -74,3 +74,13 @@ extension Jemalloc {
     threadCounters().map { Int64(bitPattern: $0.allocated &- $0.deallocated) }
   }
 }
+
+extension Jemalloc {
+  /// Writes a heap profile (`prof.dump`) to `path`; needs profiling on.
+  public static func dumpProfile(to path: String) -> Bool {
+    path.withCString { cPath in
+      var pointer: UnsafePointer<CChar>? = cPath
+      return mallctl("prof.dump", nil, nil, &pointer, MemoryLayout<UnsafePointer<CChar>?>.size) == 0
+    }
+  }
+}

@@ -71,6 +71,8 @@ public struct RunReport: Sendable, Codable {
   public var summary: Summary
   public var rules: [RuleGrade]
   public var scenarios: [ScenarioResult]
+  /// Regressions against `--baseline`, when one was given.
+  public var regressions: [Regression]?
 
   public init(results: [ScenarioResult], metadata: Metadata, complete: Bool) {
     self.complete = complete

@@ -196,7 +196,7 @@ final class Reader {
 
   func scenario(_ json: JSONValue) -> Scenario? {
     let top: Set = [
-      "$schema", "format", "name", "description", "seed", "time", "agents", "workload", "expect", "rules",
+      "$schema", "format", "name", "description", "seed", "time", "agents", "workload", "expect", "rules", "regression",
     ]
     guard let o = object(json, "$", allowed: top) else { return nil }
     let format = string(o, "format", "$", required: true)
@@ -233,8 +233,16 @@ final class Reader {
     let scenario = Scenario(
       name: name, description: description, seed: seed, time: time ?? TimeSettings(), agents: agents,
       workload: workload, expect: expect, file: file)
-    crossCheck(scenario, o)
-    return scenario
+    var result = scenario
+    if let r = o["regression"], let ro = object(r, "$.regression", allowed: Set(Metric.allCases.map(\.rawValue))) {
+      for key in ro.keys.sorted() {
+        if let metric = Metric(rawValue: key), let limit = number(ro, key, "$.regression", min: 0) {
+          result.regressionLimits[metric] = limit
+        }
+      }
+    }
+    crossCheck(result, o)
+    return result
   }
 
   func timeSettings(_ v: JSONValue, _ path: String) -> TimeSettings? {
@@ -445,6 +453,16 @@ final class Reader {
           return nil
         }
         return check == "memory_returns" ? .memoryReturns(maxBytes: max) : .peakMemory(maxBytes: max)
+      }
+    case "no_leak"?:
+      kind = object(v, path, allowed: base.union(["maxBytesPerStream", "maxBytesPerChunk"])).flatMap { o in
+        let perStream = number(o, "maxBytesPerStream", path, min: 0)
+        let perChunk = number(o, "maxBytesPerChunk", path, min: 0)
+        if o["maxBytesPerStream"] == nil && o["maxBytesPerChunk"] == nil {
+          problem(path, expected: "\"maxBytesPerStream\" or \"maxBytesPerChunk\"", found: "neither")
+          return nil
+        }
+        return .noLeak(maxBytesPerStream: perStream, maxBytesPerChunk: perChunk)
       }
     case "outcome"?:
       kind = object(v, path, allowed: base.union(["terminal", "code", "name", "message", "fraction"])).flatMap { o in

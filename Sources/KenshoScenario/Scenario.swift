@@ -14,6 +14,9 @@ public struct Scenario: Sendable, Hashable {
   public var agents: [AgentSpec]
   public var workload: [WorkloadGroup]
   public var expect: [Expectation]
+  /// How much worse than a baseline each metric may get before `--baseline` calls it a
+  /// regression, as a fraction (0.25: 25 % worse). Metrics not named use the command line's.
+  public var regressionLimits: [Metric: Double] = [:]
   /// The file the scenario came from, when it came from one.
   public var file: String?
 
@@ -222,6 +225,9 @@ public struct Expectation: Sendable, Hashable {
     case memoryReturns(maxBytes: Int)
     /// Memory held during the run stays within `maxBytes` above the baseline (KSP-9.3).
     case peakMemory(maxBytes: Int)
+    /// Memory fitted against streams completed (and chunks delivered) grows by no more than
+    /// these bytes per stream (per chunk): the leak verdict of long runs (KSP-9.2).
+    case noLeak(maxBytesPerStream: Double?, maxBytesPerChunk: Double?)
     /// A metric stays within bounds.
     case metric(Metric, min: Double?, max: Double?)
   }
@@ -298,6 +304,7 @@ extension Expectation.Kind {
     case .payloadDigest: "payload_sha256"
     case .memoryReturns: "memory_returns"
     case .peakMemory: "peak_memory"
+    case .noLeak: "no_leak"
     case .metric(let m, _, _): m.rawValue
     }
   }
@@ -315,6 +322,7 @@ extension Expectation.Kind {
     case .payloadDigest: "KSP-3.2"
     case .memoryReturns: "KSP-9.2"
     case .peakMemory: "KSP-9.3"
+    case .noLeak: "KSP-9.2"
     case .metric(let m, _, _):
       switch m {
       case .retainedBytes: "KSP-9.2"
@@ -327,6 +335,6 @@ extension Expectation.Kind {
   /// The names of every check kind, for messages and the schema.
   public static let checkNames = [
     "ordered_delivery", "exactly_one_terminal", "outcome", "summary_preserved", "active_streams_empty",
-    "timeout_window", "handler_runs", "wire_valid", "payload_sha256", "memory_returns", "peak_memory",
+    "timeout_window", "handler_runs", "wire_valid", "payload_sha256", "memory_returns", "peak_memory", "no_leak",
   ]
 }

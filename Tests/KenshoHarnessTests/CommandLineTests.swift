@@ -98,3 +98,77 @@ struct CommandLineTests {
     #expect(list.stdout.contains("KSP-3.2"))
   }
 }
+
+@Suite("kensho-bench reports, baselines and interruption", .serialized)
+struct CommandLineReportTests {
+  let out = FileManager.default.temporaryDirectory.appendingPathComponent("kensho-cli-\(UUID().uuidString)")
+
+  @Test("a run writes JSON, HTML, JUnit and .hgrm files; --format chooses")
+  func writesAllFormats() throws {
+    let r = try kenshoBench(["Scenarios/ordering-seed.json", "--out", out.path])
+    #expect(r.code == 0)
+    for name in [
+      "kensho-report.json", "kensho-report.html", "kensho-junit.xml", "hgrm/ordering-seed.chunk-latency.hgrm",
+    ] {
+      #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent(name).path), "\(name)")
+    }
+    let only = out.appendingPathComponent("only-junit")
+    #expect(try kenshoBench(["Scenarios/ordering-seed.json", "--out", only.path, "--format", "junit"]).code == 0)
+    #expect(try FileManager.default.contentsOfDirectory(atPath: only.path) == ["kensho-junit.xml"])
+    #expect(try kenshoBench(["Scenarios/ordering-seed.json", "--format", "pdf"]).code == 2)
+  }
+
+  @Test("a regression against a baseline exits 3; a broken baseline exits 2")
+  func baselineExitCode() throws {
+    let first = out.appendingPathComponent("first")
+    #expect(
+      try kenshoBench(["Scenarios/ordering-large-count.json", "--out", first.path, "--format", "json"]).code == 0)
+    // Pretend the baseline was 100 times faster.
+    let url = first.appendingPathComponent("kensho-report.json")
+    var json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+    var scenarios = try #require(json["scenarios"] as? [[String: Any]])
+    var metrics = try #require(scenarios[0]["metrics"] as? [String: Any])
+    metrics["chunksPerSecond"] = ((metrics["chunksPerSecond"] as? Double) ?? 1) * 100
+    scenarios[0]["metrics"] = metrics
+    json["scenarios"] = scenarios
+    let baseline = out.appendingPathComponent("baseline.json")
+    try JSONSerialization.data(withJSONObject: json).write(to: baseline)
+    let second = out.appendingPathComponent("second")
+    let r = try kenshoBench([
+      "Scenarios/ordering-large-count.json", "--out", second.path, "--baseline", baseline.path, "--format", "json",
+    ])
+    #expect(r.code == 3, "\(r.stdout)\(r.stderr)")
+    #expect(r.stdout.contains("REGRESSION ordering-large-count chunks_per_second"))
+    let broken = out.appendingPathComponent("broken.json")
+    try Data("{\"format\": 1}".utf8).write(to: broken)
+    let bad = try kenshoBench(["Scenarios/ordering-seed.json", "--out", second.path, "--baseline", broken.path])
+    #expect(bad.code == 2)
+    #expect(bad.stderr.contains(broken.path))
+  }
+
+  @Test("Ctrl-C during a run still writes a valid report, marked incomplete")
+  func interruptWritesIncompleteReport() throws {
+    let here = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    var folder = here.deletingLastPathComponent()
+    while !FileManager.default.fileExists(atPath: folder.appendingPathComponent("kensho-bench").path)
+      && folder.path != "/"
+    {
+      folder = folder.deletingLastPathComponent()
+    }
+    let process = Process()
+    process.executableURL = folder.appendingPathComponent("kensho-bench")
+    process.arguments = ["Scenarios/soak-long-streams.json", "--out", out.path]
+    process.currentDirectoryURL = packageRoot
+    process.standardOutput = FileHandle.nullDevice
+    try process.run()
+    Thread.sleep(forTimeInterval: 1.5)
+    process.interrupt()
+    process.waitUntilExit()
+    #expect(process.terminationStatus == 1)
+    let data = try Data(contentsOf: out.appendingPathComponent("kensho-report.json"))
+    let json = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+    #expect(json["complete"] as? Bool == false)
+    let scenarios = try #require(json["scenarios"] as? [[String: Any]])
+    #expect(scenarios.first?["error"] as? String == "interrupted with 8 streams open")
+  }
+}
