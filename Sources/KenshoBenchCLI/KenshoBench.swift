@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import KenshoHarness
+@_spi(Testing) import KenshoHarness
 import KenshoMemory
 import KenshoReport
 import KenshoScenario
@@ -123,6 +123,9 @@ extension KenshoBench {
     @Flag(help: "Turn latency and memory measurement off (memory checks become unsupported).")
     var noMeasure = false
 
+    @Flag(help: .hidden)
+    var leakingReferenceForTesting = false
+
     var formats: Set<ReportFormat> {
       Set(format.split(separator: ",").compactMap { ReportFormat(rawValue: $0.trimmingCharacters(in: .whitespaces)) })
     }
@@ -167,9 +170,10 @@ extension KenshoBench {
       let baselineReport = try loadBaseline()
       let interrupted = Interruption()
       let flag = interrupted.flag
+      var options = RunOptions(measure: !noMeasure, profileDirectory: out, cancelled: { flag.value })
+      options.leakingReference = leakingReferenceForTesting
       let runner = ScenarioRunner(
-        seed: seed, wallDeadline: .milliseconds(Int64(deadline * 1000)),
-        options: RunOptions(measure: !noMeasure, profileDirectory: out, cancelled: { flag.value }))
+        seed: seed, wallDeadline: .milliseconds(Int64(deadline * 1000)), options: options)
       let started = Date()
       let interactive = isatty(STDOUT_FILENO) != 0
       var results: [ScenarioResult] = []

@@ -31,7 +31,7 @@ struct BusBenchmark: ParsableCommand {
   @Flag(help: "Print the results as one JSON object as well.")
   var json = false
 
-  @Option(help: "Run only these measurements (single, json, aggregate, latency, memory), comma-separated.")
+  @Option(help: "Run only these measurements (single, json, aggregate, latency, record, memory), comma-separated.")
   var only: String?
 
   func selected(_ name: String) -> Bool {
@@ -91,6 +91,10 @@ struct BusBenchmark: ParsableCommand {
       report("latency_p50_ns", "per-chunk latency p50", "ns", latencies.map(\.p50))
       report("latency_p99_ns", "per-chunk latency p99", "ns", latencies.map(\.p99))
       report("latency_p999_ns", "per-chunk latency p99.9", "ns", latencies.map(\.p999))
+    }
+    if selected("record") {
+      let costs = (0..<runs).map { _ in recordCost(samples: 10_000_000) }
+      report("latency_record_ns", "cost of recording one latency sample", "ns", costs)
     }
     if selected("memory") {
       // Memory: bytes per idle open stream, and what is left once they all ended.
@@ -276,4 +280,20 @@ func idleMemory(streams: Int) throws -> Memory {
     consumer: Double(consumerOnly - afterReserve) / Double(streams),
     total: Double(both - afterReserve) / Double(streams),
     retained: Double(end - afterReserve))
+}
+
+/// What the harness pays per latency sample: a clock reading and an HdrHistogram record.
+func recordCost(samples: Int) -> Double {
+  var histogram = Histogram<UInt64>(highestTrackableValue: 3_600_000_000_000, numberOfSignificantValueDigits: .three)
+  let clock = SystemClock.shared
+  let start = clock.nanoseconds()
+  var previous = start
+  for _ in 0..<samples {
+    let now = clock.nanoseconds()
+    _ = histogram.record(UInt64(now - previous))
+    previous = now
+  }
+  let elapsed = clock.nanoseconds() - start
+  precondition(histogram.totalCount == UInt64(samples))
+  return Double(elapsed) / Double(samples)
 }

@@ -172,3 +172,34 @@ struct CommandLineReportTests {
     #expect(scenarios.first?["error"] as? String == "interrupted with 8 streams open")
   }
 }
+
+@Suite("Heap profile on a failed leak verdict")
+struct HeapProfileTests {
+  @Test("with MALLOC_CONF=prof:true a failed leak verdict writes a heap profile and prints the jeprof command")
+  func heapProfileWritten() throws {
+    let out = FileManager.default.temporaryDirectory.appendingPathComponent("kensho-heap-\(UUID().uuidString)")
+    let here = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    var folder = here.deletingLastPathComponent()
+    while !FileManager.default.fileExists(atPath: folder.appendingPathComponent("kensho-bench").path)
+      && folder.path != "/"
+    {
+      folder = folder.deletingLastPathComponent()
+    }
+    let process = Process()
+    process.executableURL = folder.appendingPathComponent("kensho-bench")
+    process.arguments = [
+      "Scenarios/soak-many-streams.json", "--out", out.path, "--leaking-reference-for-testing", "--format", "json",
+    ]
+    process.environment = ProcessInfo.processInfo.environment.merging(["MALLOC_CONF": "prof:true"]) { _, new in new }
+    process.currentDirectoryURL = packageRoot
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    try process.run()
+    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    #expect(process.terminationStatus == 1)
+    #expect(output.contains("fail KSP-9.2 no_leak"))
+    #expect(output.contains("jeprof --show_bytes --text"), "\(output)")
+    #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("soak-many-streams.heap").path))
+  }
+}
