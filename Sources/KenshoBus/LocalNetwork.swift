@@ -54,9 +54,13 @@ public final class LocalNetwork: Sendable {
 
   private let state = Mutex(State())
   private let tap: Tap?
+  private let arrival: (@Sendable (KenshoMessage) -> Void)?
 
-  public init(tap: Tap? = nil) {
+  /// `tap` sees each message as it is sent; `arrival` sees each message as it is handed to its
+  /// receiver (after the tap, and again for a message the harness releases late).
+  public init(tap: Tap? = nil, arrival: (@Sendable (KenshoMessage) -> Void)? = nil) {
     self.tap = tap
+    self.arrival = arrival
   }
 
   /// A transport for the worker `name` on this network.
@@ -125,8 +129,12 @@ public final class LocalNetwork: Sendable {
   private func deliver(_ message: KenshoMessage, _ route: Route, bypassingTap: Bool = false) {
     if !bypassingTap, let tap, tap(message) == .drop { return }
     switch route {
-    case .one(let receiver): receiver.receive(message)
-    case .many(let receivers): for r in receivers { r.receive(message) }
+    case .one(let receiver):
+      arrival?(message)
+      receiver.receive(message)
+    case .many(let receivers):
+      arrival?(message)
+      for r in receivers { r.receive(message) }
     case .none: break
     }
   }

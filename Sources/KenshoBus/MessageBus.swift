@@ -248,6 +248,7 @@ public final class MessageBus: TransportReceiver, Sendable {
   }
 
   private func scheduleSweep() {
+    if configuration.neverSweepsForTesting { return }
     // A strong reference: a disposed bus cancels its timer, which then lets the bus go.
     let handle = clock.schedule(at: clock.nanoseconds() &+ sweepNanos) { self.sweep() }
     let stale: TimerHandle? = state.withLock { s in
@@ -421,7 +422,8 @@ public final class MessageBus: TransportReceiver, Sendable {
         return .duplicate
       }
       let key = RequestKey(source: m.sourceWorker, messageId: m.messageId)
-      if s.emitters[streamId] != nil || !s.seenRequests.insert(key) {
+      let repeated = s.emitters[streamId] != nil || !s.seenRequests.insert(key)
+      if repeated && !configuration.rerunsDuplicateRequestsForTesting {
         s.dropped[DropReason.duplicate.rawValue] += 1
         return .duplicate
       }

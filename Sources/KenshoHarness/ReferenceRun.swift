@@ -31,6 +31,7 @@ final class ReferenceRun: Sendable {
   let samplePeakPerChunk: Bool
   let digests: Bool
   let options: RunOptions
+  let faults: FaultInjector
 
   init(scenario: Scenario, seed: UInt64, options: RunOptions) {
     self.scenario = scenario
@@ -45,7 +46,11 @@ final class ReferenceRun: Sendable {
       clock = SystemClock.shared
     }
     var config = BusConfiguration()
-    config.leaksEndedStreamsForTesting = options.leakingReference
+    config.leaksEndedStreamsForTesting =
+      options.leakingReference || options.referenceDefects.contains(.leaksEndedStreams)
+    config.numberChunks = !options.referenceDefects.contains(.unnumberedChunks)
+    config.rerunsDuplicateRequestsForTesting = options.referenceDefects.contains(.rerunsDuplicateRequests)
+    config.neverSweepsForTesting = options.referenceDefects.contains(.neverSweeps)
     if let t = scenario.time.streamTimeoutMs { config.streamTimeout = .nanoseconds(Int64(t * 1e6)) }
     if let s = scenario.time.sweepIntervalMs { config.sweepInterval = .nanoseconds(Int64(s * 1e6)) }
     sweepNanos = config.sweepInterval.nanoseconds
@@ -62,24 +67,37 @@ final class ReferenceRun: Sendable {
     state = RunStateBox(RunState(totalStreams: total))
     let stateRef = state
     let clockRef = clock
-    network = LocalNetwork(tap: { m in
-      let invalid = m.validate(.sent)
-      stateRef.withLock { s in
-        s.wire[m.type, default: 0] += 1
-        if let invalid, s.invalidWire.count < 5 {
-          s.invalidWire.append("\(m.type.rawValue) \(m.messageId): \(invalid)")
+    let injector = FaultInjector(scenario: scenario, seed: seed, clock: clock)
+    faults = injector
+    network = LocalNetwork(
+      tap: { m in
+        let invalid = m.validate(.sent)
+        stateRef.withLock { s in
+          s.wire[m.type, default: 0] += 1
+          if let invalid, s.invalidWire.count < 5 {
+            s.invalidWire.append("\(m.type.rawValue) \(m.messageId): \(invalid)")
+          }
+          if invalid != nil { s.invalidWireCount += 1 }
+          if m.type == .streamRequest && s.traceStreamId == nil { s.traceStreamId = m.streamId }
+          if m.streamId != nil && m.streamId == s.traceStreamId && s.trace.count < 64 {
+            s.trace.append(
+              TraceEntry(
+                t: Double(clockRef.nanoseconds()) / 1e6, type: m.type.rawValue, from: m.sourceWorker,
+                to: m.targetWorker,
+                seq: m.seq, code: m.error?.code))
+          }
         }
-        if invalid != nil { s.invalidWireCount += 1 }
-        if m.type == .streamRequest && s.traceStreamId == nil { s.traceStreamId = m.streamId }
-        if m.streamId != nil && m.streamId == s.traceStreamId && s.trace.count < 64 {
-          s.trace.append(
-            TraceEntry(
-              t: Double(clockRef.nanoseconds()) / 1e6, type: m.type.rawValue, from: m.sourceWorker, to: m.targetWorker,
-              seq: m.seq, code: m.error?.code))
+        return injector.apply(m)
+      },
+      arrival: { m in
+        // KSP-3.3: a chunk's arrival at the consumer's bus is activity, delivered or buffered.
+        guard m.type == .streamChunk, let id = m.streamId else { return }
+        let now = clockRef.nanoseconds()
+        stateRef.withLock { s in
+          if let i = s.streamIndex[id], s.records[i].terminals == 0 { s.records[i].lastActivity = now }
         }
-      }
-      return .deliver
-    })
+      })
+    injector.attach(network)
     for agent in scenario.agents {
       for worker in agent.workerNames {
         // Worker names were validated when the scenario was loaded.
@@ -154,9 +172,9 @@ final class ReferenceRun: Sendable {
       s.wallEnd = ended
       s.scenarioEnd = clock.nanoseconds()
     }
+    sample()  // the last sample is the end of the workload; settling is not part of the curve
     settle()
     memory.markEnd()
-    sample()
     return problem
   }
 
@@ -488,6 +506,18 @@ final class ReferenceRun: Sendable {
 
 enum HarnessThrow: Error { case byScenario }
 
+/// Defects the reference bus can be run with, for the harness's own tests.
+@_spi(Testing) public enum ReferenceDefect: String, Sendable, Hashable, CaseIterable {
+  /// Terminated streams stay in memory (KSP-9.2).
+  case leaksEndedStreams
+  /// Chunks carry no `seq`, so reordering and repeats reach the callbacks (KSP-3.4, 4.4).
+  case unnumberedChunks
+  /// A repeated `stream_request` runs the handler again (KSP-2.4).
+  case rerunsDuplicateRequests
+  /// The idle sweep never runs (KSP-6.2).
+  case neverSweeps
+}
+
 /// When a chunk was sent (wall clock) and when it was due (scenario time).
 struct Emit: Sendable {
   var wall: Int64
@@ -503,6 +533,8 @@ public struct RunOptions: Sendable {
 
   /// Runs a reference bus that leaks every ended stream: for testing the leak verdict.
   @_spi(Testing) public var leakingReference = false
+  /// Defects to switch on in the reference bus, to prove that scenarios catch them.
+  @_spi(Testing) public var referenceDefects: Set<ReferenceDefect> = []
   /// Folder for heap profiles written when a leak check fails (with `MALLOC_CONF=prof:true`).
   public var profileDirectory: String?
 

@@ -109,6 +109,8 @@ public struct Metrics: Sendable, Hashable, Codable {
   /// Messages dropped by the buses, by reason.
   public var dropped: [String: Int] = [:]
   public var callbackFailures = 0
+  /// How often each fault of the scenario hit a message.
+  public var faultsInjected: [String: Int] = [:]
 }
 
 /// A sample of the run over time.

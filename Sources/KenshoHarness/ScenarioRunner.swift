@@ -71,6 +71,7 @@ public struct ScenarioRunner: Sendable {
 
   static func metrics(_ run: ReferenceRun) -> Metrics {
     let memory = run.state.withLock { $0.memory }
+    let faultHits = run.faults.hits
     var dropped: [String: Int] = [:]
     var failures = 0
     for bus in run.buses.values {
@@ -116,6 +117,7 @@ public struct ScenarioRunner: Sendable {
       m.messages = Dictionary(uniqueKeysWithValues: s.wire.map { ($0.key.rawValue, $0.value) })
       m.dropped = dropped
       m.callbackFailures = failures
+      m.faultsInjected = faultHits
       return m
     }
   }

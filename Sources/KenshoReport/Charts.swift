@@ -67,8 +67,11 @@ enum Chart {
         let xy = points[0].split(separator: ",")
         nodes.append(.el("circle", [("cx", String(xy[0])), ("cy", String(xy[1])), ("r", "3"), ("fill", s.color)]))
       } else {
+        // Later series are dashed, so that a series hidden under another still shows.
+        let dash: [(String, String)] = i > 0 ? [("stroke-dasharray", "6 3")] : []
         nodes.append(
-          .el("polyline", [("points", points.joined(separator: " ")), ("stroke", s.color), ("class", "series")]))
+          .el(
+            "polyline", [("points", points.joined(separator: " ")), ("stroke", s.color), ("class", "series")] + dash))
       }
       nodes.append(
         .el(

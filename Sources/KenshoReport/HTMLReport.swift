@@ -197,6 +197,12 @@ public enum HTMLReport {
         .text(m.dropped.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")),
       ])
     }
+    if !m.faultsInjected.isEmpty {
+      rows.append([
+        .text("faults injected"),
+        .text(m.faultsInjected.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: "; ")),
+      ])
+    }
     rows.append([
       .text("messages"),
       .text(m.messages.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")),

@@ -197,6 +197,7 @@ final class Reader {
   func scenario(_ json: JSONValue) -> Scenario? {
     let top: Set = [
       "$schema", "format", "name", "description", "seed", "time", "agents", "workload", "expect", "rules", "regression",
+      "faults",
     ]
     guard let o = object(json, "$", allowed: top) else { return nil }
     let format = string(o, "format", "$", required: true)
@@ -239,6 +240,16 @@ final class Reader {
         if let metric = Metric(rawValue: key), let limit = number(ro, key, "$.regression", min: 0) {
           result.regressionLimits[metric] = limit
         }
+      }
+    }
+    let faults = (array(o, "faults", "$") ?? []).enumerated().compactMap { i, v in
+      fault(v, "$.faults[\(i)]").map { (i, $0) }
+    }
+    result.faults = faults.map(\.1)
+    for (i, f) in faults {
+      for name in [f.between?.0, f.between?.1].compactMap({ $0 })
+      where !result.agents.contains(where: { $0.name == name }) {
+        problem("$.faults[\(i)].between", expected: "names of agents in $.agents", found: "\"\(name)\"")
       }
     }
     crossCheck(result, o)
@@ -372,6 +383,63 @@ final class Reader {
     guard let name = string(eo, "name", ep, required: true), let message = string(eo, "message", ep, required: true)
     else { return nil }
     return SerializedError(name: name, message: message, code: string(eo, "code", ep), stack: string(eo, "stack", ep))
+  }
+
+  func fault(_ v: JSONValue, _ path: String) -> Fault? {
+    let common: Set = ["kind", "types", "nth", "probability", "between", "fromMs", "untilMs"]
+    guard let o = object(v, path, allowed: common.union(["distribution", "ms", "minMs", "maxMs"])) else { return nil }
+    let kindName = string(o, "kind", path, required: true)
+    var types: Set<MessageType> = []
+    for (i, t) in (array(o, "types", path) ?? []).enumerated() {
+      if let type = t.stringValue.flatMap(MessageType.init(rawValue:)) {
+        types.insert(type)
+      } else {
+        problem(
+          "\(path).types[\(i)]",
+          expected: "a message type (" + MessageType.allCases.map(\.rawValue).joined(separator: ", ") + ")",
+          found: found(t))
+      }
+    }
+    var between: (String, String)?
+    if let b = array(o, "between", path) {
+      if b.count == 2, let x = b[0].stringValue, let y = b[1].stringValue {
+        between = (x, y)
+      } else {
+        problem("\(path).between", expected: "two agent names", found: found(o["between"]))
+      }
+    }
+    let kind: Fault.Kind?
+    switch kindName {
+    case "drop"?:
+      onlyMembers(o, common, path, kind: "drop")
+      kind = .drop
+    case "duplicate"?:
+      onlyMembers(o, common, path, kind: "duplicate")
+      kind = .duplicate
+    case "delay"?:
+      onlyMembers(o, common.union(["distribution", "ms", "minMs", "maxMs"]), path, kind: "delay")
+      switch string(o, "distribution", path) ?? "constant" {
+      case "constant": kind = .delay(.constant(number(o, "ms", path, min: 0) ?? 0))
+      case "uniform":
+        let lo = number(o, "minMs", path, min: 0) ?? 0
+        let hi = number(o, "maxMs", path, min: 0) ?? lo
+        if hi < lo { problem("\(path).maxMs", expected: "maxMs ≥ minMs (\(clean(lo)))", found: clean(hi)) }
+        kind = .delay(.uniform(min: lo, max: max(lo, hi)))
+      case "exponential": kind = .delay(.exponential(mean: number(o, "ms", path, min: 0) ?? 0))
+      case let other:
+        problem("\(path).distribution", expected: "\"constant\", \"uniform\" or \"exponential\"", found: "\"\(other)\"")
+        kind = nil
+      }
+    case let other?:
+      problem("\(path).kind", expected: "\"drop\", \"duplicate\" or \"delay\"", found: "\"\(other)\"")
+      kind = nil
+    case nil: kind = nil
+    }
+    guard let kind else { return nil }
+    return Fault(
+      kind, types: types, nth: integer(o, "nth", path, min: 0),
+      probability: number(o, "probability", path, min: 0, max: 1) ?? 1,
+      between: between, fromMs: number(o, "fromMs", path, min: 0), untilMs: number(o, "untilMs", path, min: 0))
   }
 
   func group(_ v: JSONValue, _ path: String) -> WorkloadGroup? {

@@ -17,6 +17,8 @@ public struct Scenario: Sendable, Hashable {
   /// How much worse than a baseline each metric may get before `--baseline` calls it a
   /// regression, as a fraction (0.25: 25 % worse). Metrics not named use the command line's.
   public var regressionLimits: [Metric: Double] = [:]
+  /// Faults the harness network injects, in order; seeded by ``seed``.
+  public var faults: [Fault] = []
   /// The file the scenario came from, when it came from one.
   public var file: String?
 
@@ -337,4 +339,62 @@ extension Expectation.Kind {
     "ordered_delivery", "exactly_one_terminal", "outcome", "summary_preserved", "active_streams_empty",
     "timeout_window", "handler_runs", "wire_valid", "payload_sha256", "memory_returns", "peak_memory", "no_leak",
   ]
+}
+
+/// A fault of the harness network. It applies to the messages that match all of its filters;
+/// every random choice comes from the scenario's seed, so a run replays from it.
+public struct Fault: Sendable, Hashable {
+  public enum Kind: Sendable, Hashable {
+    /// The message is lost.
+    case drop
+    /// The message arrives twice.
+    case duplicate
+    /// The message arrives late, by a delay drawn from the distribution (messages overtake
+    /// each other when delays differ).
+    case delay(Distribution)
+  }
+
+  /// Delays in milliseconds of scenario time.
+  public enum Distribution: Sendable, Hashable {
+    case constant(Double)
+    case uniform(min: Double, max: Double)
+    case exponential(mean: Double)
+  }
+
+  public var kind: Kind
+  /// Message types it applies to; empty: all.
+  public var types: Set<MessageType> = []
+  /// Only the message with this index (from 0) among each stream's messages of `types`.
+  public var nth: Int?
+  /// The chance that a matching message is hit, 0...1.
+  public var probability: Double = 1
+  /// Only messages between these two agents or groups (either way): a partition.
+  public var between: (String, String)?
+  /// Only in this window of scenario time, in ms (a partition that heals).
+  public var fromMs: Double?
+  public var untilMs: Double?
+
+  public init(
+    _ kind: Kind, types: Set<MessageType> = [], nth: Int? = nil, probability: Double = 1,
+    between: (String, String)? = nil, fromMs: Double? = nil, untilMs: Double? = nil
+  ) {
+    self.kind = kind
+    self.types = types
+    self.nth = nth
+    self.probability = probability
+    self.between = between
+    self.fromMs = fromMs
+    self.untilMs = untilMs
+  }
+
+  public static func == (a: Fault, b: Fault) -> Bool {
+    a.kind == b.kind && a.types == b.types && a.nth == b.nth && a.probability == b.probability
+      && a.between?.0 == b.between?.0 && a.between?.1 == b.between?.1 && a.fromMs == b.fromMs && a.untilMs == b.untilMs
+  }
+
+  public func hash(into hasher: inout Hasher) {
+    hasher.combine(kind)
+    hasher.combine(types)
+    hasher.combine(nth)
+  }
 }
