@@ -233,6 +233,7 @@ extension KenshoBench {
       var text =
         "\(tag) \(r.name)  \(passed)/\(r.checks.count) checks  \(String(format: "%.2f", r.metrics.wallSeconds)) s"
       if let profile = r.heapProfile { text += "\n      heap profile: \(profile)" }
+      for finding in r.findings { text += "\n      finding: \(finding)" }
       for c in r.checks where c.verdict != .pass {
         text += "\n      \(c.verdict.rawValue) \(c.rule) \(c.name): expected \(c.expected); observed \(c.observed)"
         if let d = c.detail { text += "\n        \(d)" }

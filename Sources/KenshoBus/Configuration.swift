@@ -14,6 +14,12 @@ public struct BusConfiguration: Sendable, Hashable {
   /// `stream_request` ids remembered after their stream ended, to ignore late duplicates
   /// (KSP-2.4). Memory for this is fixed, not per stream.
   public var duplicateWindow = 1024
+  /// Flow control (the KSP-FC extension, docs/FLOW-CONTROL.md), consumer side: offer this
+  /// many chunks of credit on every stream opened, and grant more as chunks arrive. `nil`: off.
+  public var flowControlWindow: Int?
+  /// Flow control, producer side: honour a consumer's credit offer. A producer that does not
+  /// (or a bus without the extension) ignores the offer, and the stream runs without credit.
+  public var honoursFlowControl = true
   /// A defect for the harness's own tests: the bus keeps every terminated stream's entry, so
   /// that memory grows with each stream. Never set it otherwise.
   @_spi(Testing) public var leaksEndedStreamsForTesting = false
@@ -100,6 +106,8 @@ public struct StreamCallbacks: Sendable {
   public var onError: @Sendable (SerializedError) throws -> Void
   /// This stream's idle timeout, instead of the bus's (KSP-6.1).
   public var timeout: Duration?
+  /// This stream's flow-control window, instead of the bus's `flowControlWindow`.
+  public var creditWindow: Int?
 
   public init(
     onChunk: @escaping @Sendable (JSONValue) throws -> Void,
@@ -128,4 +136,7 @@ public enum EmitterError: Error, Sendable, Hashable {
   case closed
   /// The consumer cancelled the stream, went away, or the bus was disposed.
   case cancelled
+  /// Flow control: the consumer has granted no credit for another chunk yet; wait for
+  /// ``StreamEmitter/onCredit(_:)``.
+  case noCredit
 }

@@ -64,6 +64,8 @@ public final class MessageBus: TransportReceiver, Sendable {
     let entry = ConsumerStream(
       producer: target, callbacks: callbacks,
       timeout: callbacks.timeout?.nanoseconds ?? timeoutNanos, now: now, traceId: traceId)
+    let window = callbacks.creditWindow ?? configuration.flowControlWindow
+    if let window, window > 0 { entry.extrasCreatingIfNeeded().creditWindow = window }
     let sweep: Bool = try state.withLock { s throws(BusError) in
       if s.disposed { throw .disposed }
       s.streams[streamId] = entry
@@ -74,7 +76,8 @@ public final class MessageBus: TransportReceiver, Sendable {
     transmit(
       KenshoMessage(
         messageId: ids.next(), sourceWorker: name, targetWorker: target, type: .streamRequest,
-        payload: .object(["method": .string(method), "args": args]), streamId: streamId, traceId: traceId))
+        payload: .object(["method": .string(method), "args": args]), streamId: streamId, traceId: traceId,
+        metadata: window.flatMap { $0 > 0 ? MessageMetadata(credit: $0) : nil }))
     return streamId
   }
 
@@ -322,9 +325,17 @@ public final class MessageBus: TransportReceiver, Sendable {
     let window = configuration.reorderWindow
     // Returns the entry, not its callback: a closure returned through the generic `withLock`
     // would be re-abstracted, which allocates.
+    var grant = 0
     let direct: ConsumerStream? = state.withLock { s in
       s.received += 1
       guard let streamId = m.streamId, let entry = s.stream(streamId), entry.producer == m.sourceWorker else {
+        if m.seq == nil, let id = m.streamId, let credit = m.metadata?.credit, let emitter = s.emitters[id],
+          emitter.consumer == m.sourceWorker
+        {
+          // A credit frame from the consumer of a stream produced here (flow control).
+          s.creditGrants.append((emitter, credit))
+          return nil
+        }
         let reason: DropReason =
           if m.validate(.received, trusting: .targetWorker) != nil {
             .invalid
@@ -341,6 +352,9 @@ public final class MessageBus: TransportReceiver, Sendable {
         return nil
       }
       entry.lastActivity = now
+      if let extras = entry.extras, let window = extras.creditWindow {
+        grant = extras.countForGrant(acknowledged: m.metadata?.credit != nil, window: window)
+      }
       guard let seq = m.seq else { return s.claim(.chunk(entry.onChunk, m.payload)) ? entry : nil }
       if seq == entry.nextSeq {
         entry.nextSeq += 1
@@ -362,6 +376,13 @@ public final class MessageBus: TransportReceiver, Sendable {
       }
       return nil
     }
+    if grant > 0, let id = m.streamId {
+      transmit(
+        KenshoMessage(
+          messageId: ids.next(), sourceWorker: name, targetWorker: m.sourceWorker, type: .streamChunk, payload: .null,
+          streamId: id, metadata: MessageMetadata(credit: grant)))
+    }
+    if direct == nil { applyCreditGrants() }
     guard let direct else { return }
     // This thread claimed the job queue and the chunk is first: call it without queueing.
     do {
@@ -428,7 +449,9 @@ public final class MessageBus: TransportReceiver, Sendable {
         return .duplicate
       }
       guard let method, let handler = s.streamHandlers[method] else { return .notFound }
-      let emitter = StreamEmitter(bus: self, streamId: streamId, consumer: m.sourceWorker, traceId: m.traceId)
+      let offered = configuration.honoursFlowControl ? m.metadata?.credit : nil
+      let emitter = StreamEmitter(
+        bus: self, streamId: streamId, consumer: m.sourceWorker, traceId: m.traceId, credit: offered)
       s.emitters[streamId] = emitter
       return .run(handler, emitter)
     }
@@ -534,6 +557,15 @@ public final class MessageBus: TransportReceiver, Sendable {
   // MARK: - Producer plumbing (called by StreamEmitter)
 
   func sendChunk(_ emitter: StreamEmitter, seq: Int, data: JSONValue) {
+    if seq == 0, let credit = emitter.availableCredit {
+      // The first chunk of a flow-controlled stream acknowledges the offer (KSP-FC).
+      var m = KenshoMessage(
+        messageId: ids.next(), sourceWorker: name, targetWorker: emitter.consumer, type: .streamChunk, payload: data,
+        streamId: emitter.streamId, seq: seq, sharing: emitter.shared)
+      m.metadata = MessageMetadata(seq: seq, credit: credit + 1)
+      transmit(m)
+      return
+    }
     transmit(
       KenshoMessage(
         messageId: ids.next(), sourceWorker: name, targetWorker: emitter.consumer, type: .streamChunk, payload: data,
@@ -544,6 +576,7 @@ public final class MessageBus: TransportReceiver, Sendable {
     state.withLock { s in
       if s.emitters[emitter.streamId] === emitter { s.emitters.removeValue(forKey: emitter.streamId) }
       s.cancelHandlers.removeValue(forKey: emitter.streamId)
+      s.creditHandlers.removeValue(forKey: emitter.streamId)
       s.releaseEmptyTables()
     }
     transmit(
@@ -551,6 +584,35 @@ public final class MessageBus: TransportReceiver, Sendable {
         messageId: ids.next(), sourceWorker: name, targetWorker: emitter.consumer, type: type, payload: payload,
         streamId: emitter.streamId, traceId: emitter.traceId, error: error,
         metadata: configuration.numberChunks ? MessageMetadata(seq: count) : nil))
+  }
+
+  /// Hands granted credit to emitters, and resumes those that had none.
+  private func applyCreditGrants() {
+    let grants: [(StreamEmitter, Int)] = state.withLock { s in
+      guard !s.creditGrants.isEmpty else { return [] }
+      defer { s.creditGrants = [] }
+      return s.creditGrants
+    }
+    for (emitter, n) in grants where emitter.grant(n) {
+      if let handler = state.withLock({ $0.creditHandlers.removeValue(forKey: emitter.streamId) }) {
+        enqueue(.run(handler))
+      }
+    }
+    if !grants.isEmpty { runJobs() }
+  }
+
+  func setCreditHandler(_ emitter: StreamEmitter, _ handler: @escaping @Sendable () -> Void) {
+    if (emitter.availableCredit ?? 1) > 0 || !emitter.isActive {
+      handler()
+      return
+    }
+    state.withLock { $0.creditHandlers[emitter.streamId] = handler }
+    // Credit may have come in between the check and the registration.
+    if (emitter.availableCredit ?? 0) > 0,
+      let again = state.withLock({ $0.creditHandlers.removeValue(forKey: emitter.streamId) })
+    {
+      again()
+    }
   }
 
   func setCancelHandler(_ emitter: StreamEmitter, _ handler: @escaping @Sendable (JSONValue) -> Void) {
@@ -660,6 +722,8 @@ extension MessageBus {
     var lastStream: (id: String, entry: ConsumerStream)?
     var emitters: [String: StreamEmitter] = [:]
     var cancelHandlers: [String: @Sendable (JSONValue) -> Void] = [:]
+    var creditHandlers: [String: @Sendable () -> Void] = [:]
+    var creditGrants: [(StreamEmitter, Int)] = []
     var calls: [String: PendingCall] = [:]
     var seenRequests: RecentSet<RequestKey>
     var streamHandlers: [String: StreamHandler] = [:]
@@ -715,6 +779,7 @@ extension MessageBus {
       if streams.isEmpty && streams.capacity > 64 { streams = [:] }
       if emitters.isEmpty && emitters.capacity > 64 { emitters = [:] }
       if cancelHandlers.isEmpty && cancelHandlers.capacity > 64 { cancelHandlers = [:] }
+      if creditHandlers.isEmpty && creditHandlers.capacity > 64 { creditHandlers = [:] }
       if calls.isEmpty && calls.capacity > 64 { calls = [:] }
     }
 
@@ -744,6 +809,21 @@ extension MessageBus {
 final class ConsumerStream: @unchecked Sendable {
   final class Extras {
     var traceId: String?
+    /// Flow control: the window offered, whether the producer acknowledged it, and chunks
+    /// received since the last grant.
+    var creditWindow: Int?
+    var creditAcknowledged = false
+    var sinceGrant = 0
+
+    /// Counts a chunk; returns the credit to grant now (half a window at a time), or 0.
+    func countForGrant(acknowledged: Bool, window: Int) -> Int {
+      if acknowledged { creditAcknowledged = true }
+      guard creditAcknowledged else { return 0 }
+      sinceGrant += 1
+      guard sinceGrant >= max(1, window / 2) else { return 0 }
+      defer { sinceGrant = 0 }
+      return sinceGrant
+    }
     var buffered: [Int: JSONValue] = [:]
     var endCount: Int?
     var endSummary: JSONValue?

@@ -19,12 +19,15 @@ public final class StreamEmitter: Sendable {
 
   // seq << 2 | cancelled << 1 | closed: one atomic word, so that a chunk costs one add.
   private let word = Atomic<Int>(0)
+  /// Flow control: chunks the consumer still allows; -1 when the stream has no flow control.
+  private let credit: Atomic<Int>
   private static let closedBit = 1
   private static let cancelledBit = 2
   private static let flags = 3
 
-  init(bus: MessageBus, streamId: String, consumer: String, traceId: String?) {
+  init(bus: MessageBus, streamId: String, consumer: String, traceId: String?, credit: Int? = nil) {
     self.bus = bus
+    self.credit = Atomic(credit ?? -1)
     self.streamId = streamId
     self.consumer = consumer
     self.shared = SharedFields(traceId: traceId)
@@ -41,6 +44,7 @@ public final class StreamEmitter: Sendable {
 
   /// Sends one chunk (KSP-3.1), numbered in `metadata.seq` (KSP-3.4).
   public func chunk(_ data: JSONValue) throws(EmitterError) {
+    if credit.load(ordering: .relaxed) >= 0 { try takeCredit() }
     let old = word.wrappingAdd(4, ordering: .relaxed).oldValue
     if old & Self.flags != 0 { throw Self.refusal(old) }
     bus.sendChunk(self, seq: old >> 2, data: data)
@@ -64,6 +68,38 @@ public final class StreamEmitter: Sendable {
   /// once if the stream is already cancelled.
   public func onCancel(_ handler: @escaping @Sendable (JSONValue) -> Void) {
     bus.setCancelHandler(self, handler)
+  }
+
+  /// Whether the stream runs under flow control (the consumer offered credit).
+  public var isFlowControlled: Bool { credit.load(ordering: .relaxed) >= 0 }
+
+  /// Chunks the consumer allows now (flow control); `nil` without flow control.
+  public var availableCredit: Int? {
+    let c = credit.load(ordering: .relaxed)
+    return c >= 0 ? c : nil
+  }
+
+  /// Runs `handler` once, when credit is next available (at once if it is now). Use it to
+  /// resume after ``EmitterError/noCredit``.
+  public func onCredit(_ handler: @escaping @Sendable () -> Void) {
+    bus.setCreditHandler(self, handler)
+  }
+
+  /// Adds credit granted by the consumer; returns whether the emitter had none before.
+  func grant(_ n: Int) -> Bool {
+    guard credit.load(ordering: .relaxed) >= 0 else { return false }
+    return credit.wrappingAdd(n, ordering: .acquiringAndReleasing).oldValue == 0
+  }
+
+  private func takeCredit() throws(EmitterError) {
+    var c = credit.load(ordering: .relaxed)
+    while true {
+      if word.load(ordering: .relaxed) & Self.flags != 0 { throw Self.refusal(word.load(ordering: .relaxed)) }
+      if c == 0 { throw .noCredit }
+      let (done, seen) = credit.compareExchange(expected: c, desired: c - 1, ordering: .acquiringAndReleasing)
+      if done { return }
+      c = seen
+    }
   }
 
   /// Marks the emitter closed and returns the chunk count, or throws if it was inactive.

@@ -32,6 +32,7 @@ final class ReferenceRun: Sendable {
   let digests: Bool
   let options: RunOptions
   let faults: FaultInjector
+  let slow: SlowConsumers
 
   init(scenario: Scenario, seed: UInt64, options: RunOptions) {
     self.scenario = scenario
@@ -51,6 +52,7 @@ final class ReferenceRun: Sendable {
     config.numberChunks = !options.referenceDefects.contains(.unnumberedChunks)
     config.rerunsDuplicateRequestsForTesting = options.referenceDefects.contains(.rerunsDuplicateRequests)
     config.neverSweepsForTesting = options.referenceDefects.contains(.neverSweeps)
+    config.honoursFlowControl = !options.referenceDefects.contains(.withoutFlowControl)
     if let t = scenario.time.streamTimeoutMs { config.streamTimeout = .nanoseconds(Int64(t * 1e6)) }
     if let s = scenario.time.sweepIntervalMs { config.sweepInterval = .nanoseconds(Int64(s * 1e6)) }
     sweepNanos = config.sweepInterval.nanoseconds
@@ -69,6 +71,8 @@ final class ReferenceRun: Sendable {
     let clockRef = clock
     let injector = FaultInjector(scenario: scenario, seed: seed, clock: clock)
     faults = injector
+    let slowConsumers = SlowConsumers(scenario: scenario, clock: clock)
+    slow = slowConsumers
     network = LocalNetwork(
       tap: { m in
         let invalid = m.validate(.sent)
@@ -87,7 +91,10 @@ final class ReferenceRun: Sendable {
                 seq: m.seq, code: m.error?.code))
           }
         }
-        return injector.apply(m)
+        let verdict = injector.apply(m)
+        // A message that survives the faults waits in a slow consumer's inbox.
+        if verdict == .deliver && slowConsumers.intercept(m) { return .drop }
+        return verdict
       },
       arrival: { m in
         // KSP-3.3: a chunk's arrival at the consumer's bus is activity, delivered or buffered.
@@ -98,6 +105,7 @@ final class ReferenceRun: Sendable {
         }
       })
     injector.attach(network)
+    slowConsumers.attach(network)
     for agent in scenario.agents {
       for worker in agent.workerNames {
         // Worker names were validated when the scenario was loaded.
@@ -270,9 +278,11 @@ final class ReferenceRun: Sendable {
       },
       onError: { [self] error in try onTerminal(stream, .error(error)) },
       timeout: group.timeoutMs.map { .nanoseconds(Int64($0 * 1e6)) })
+    var withCredit = callbacks
+    withCredit.creditWindow = group.creditWindow
     do {
       try bus.callStream(
-        producer, method: group.method, args: group.args, callbacks: callbacks,
+        producer, method: group.method, args: group.args, callbacks: withCredit,
         opened: { id in
           self.state.withLock { s in
             s.records[stream].streamId = id
@@ -428,6 +438,15 @@ final class ReferenceRun: Sendable {
         try stream.chunk(value)
       } catch {
         if let i = streamIndex { state.withLock { _ = $0.records[i].emits.popLast() } }
+        if error == .noCredit {
+          // Flow control: wait for the consumer's credit, then carry on from this chunk.
+          let resume = index
+          stream.onCredit { [self] in
+            _ = clock.schedule(at: clock.nanoseconds()) {
+              self.pump(worker: worker, behaviour: behaviour, generator: generator, stream: stream, next: resume)
+            }
+          }
+        }
         return  // cancelled or closed: the producer stops
       }
       index += 1
@@ -516,6 +535,8 @@ enum HarnessThrow: Error { case byScenario }
   case rerunsDuplicateRequests
   /// The idle sweep never runs (KSP-6.2).
   case neverSweeps
+  /// Producers ignore flow-control offers, as a bus without the KSP-FC extension does.
+  case withoutFlowControl
 }
 
 /// When a chunk was sent (wall clock) and when it was due (scenario time).

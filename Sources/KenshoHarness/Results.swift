@@ -111,6 +111,8 @@ public struct Metrics: Sendable, Hashable, Codable {
   public var callbackFailures = 0
   /// How often each fault of the scenario hit a message.
   public var faultsInjected: [String: Int] = [:]
+  /// The most messages waiting in a slow consumer's inbox at once.
+  public var maxInboxDepth: Int?
 }
 
 /// A sample of the run over time.
@@ -168,6 +170,8 @@ public struct ScenarioResult: Sendable, Hashable, Codable {
   public var histograms: [String: String] = [:]
   /// A jemalloc heap profile written when a leak check failed, and how to read it.
   public var heapProfile: String?
+  /// What the report points out even when no check fails (unbounded buffering, ...).
+  public var findings: [String] = []
 
   public init(
     name: String, file: String?, description: String, seed: UInt64, timeMode: String, verdict: Verdict,
@@ -187,7 +191,7 @@ public struct ScenarioResult: Sendable, Hashable, Codable {
 
   // `histograms` go to their own `.hgrm` files, not into the JSON.
   enum CodingKeys: String, CodingKey {
-    case name, file, description, seed, timeMode, verdict, checks, metrics, samples, trace, error, heapProfile
+    case name, file, description, seed, timeMode, verdict, checks, metrics, samples, trace, error, heapProfile, findings
   }
 
   /// The rules this scenario's checks cite.

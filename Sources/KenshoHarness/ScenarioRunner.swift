@@ -54,8 +54,27 @@ public struct ScenarioRunner: Sendable {
       error: problem)
     result.trace = trace
     result.histograms = histograms
+    result.findings = Self.findings(scenario, metrics, inboxes: run.slow.maxDepths)
     result.heapProfile = profile
     return result
+  }
+
+  /// What the report should point out even when no check fails.
+  static func findings(_ scenario: Scenario, _ metrics: Metrics, inboxes: [String: Int]) -> [String] {
+    var out: [String] = []
+    let windows = scenario.workload.compactMap(\.creditWindow)
+    for (worker, depth) in inboxes.sorted(by: { $0.key < $1.key }) {
+      let bound = (windows.max() ?? 0) * 2 + 16
+      if depth > bound {
+        out.append(
+          "unbounded buffering: \(depth) messages waited at once for slow consumer \(worker)"
+            + (windows.isEmpty ? " (no flow control)" : " (more than its credit window allows)"))
+      }
+    }
+    if let peak = metrics.peakBytes, let retained = metrics.retainedBytes, peak > 64 << 20 {
+      out.append("peak memory \(peak >> 20) MiB above baseline during the run (\(retained) B retained after)")
+    }
+    return out
   }
 
   /// Histograms in `.hgrm` form (values in microseconds), leaving out empty ones.
@@ -72,6 +91,7 @@ public struct ScenarioRunner: Sendable {
   static func metrics(_ run: ReferenceRun) -> Metrics {
     let memory = run.state.withLock { $0.memory }
     let faultHits = run.faults.hits
+    let inboxDepths = run.slow.maxDepths
     var dropped: [String: Int] = [:]
     var failures = 0
     for bus in run.buses.values {
@@ -118,6 +138,7 @@ public struct ScenarioRunner: Sendable {
       m.dropped = dropped
       m.callbackFailures = failures
       m.faultsInjected = faultHits
+      m.maxInboxDepth = inboxDepths.values.max()
       return m
     }
   }
@@ -346,6 +367,7 @@ struct Judge {
     case .peakBytes: metrics.peakBytes.map(Double.init)
     case .chunksDelivered: Double(metrics.chunksDelivered)
     case .streamsCompleted: Double(metrics.streamsCompleted)
+    case .maxInboxDepth: metrics.maxInboxDepth.map(Double.init)
     }
   }
 

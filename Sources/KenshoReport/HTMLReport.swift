@@ -93,6 +93,7 @@ public enum HTMLReport {
     if !r.description.isEmpty { nodes.append(.el("p", text: r.description)) }
     if let error = r.error { nodes.append(.el("p", [("class", "banner")], text: error)) }
     if let profile = r.heapProfile { nodes.append(.el("pre", text: profile)) }
+    for finding in r.findings { nodes.append(.el("p", [("class", "finding")], text: "Finding: " + finding)) }
     nodes.append(
       table(
         ["verdict", "rule", "check", "expected", "observed"],
@@ -197,6 +198,9 @@ public enum HTMLReport {
         .text(m.dropped.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")),
       ])
     }
+    if let depth = m.maxInboxDepth {
+      rows.append([.text("slow consumer inbox, most waiting"), .text("\(depth) messages")])
+    }
     if !m.faultsInjected.isEmpty {
       rows.append([
         .text("faults injected"),
@@ -258,6 +262,7 @@ public enum HTMLReport {
     .verdict.non_strict{background:#ef6c00}.verdict.unsupported{background:#90a4ae}
     .grade{font-weight:700;font-size:11px;white-space:nowrap}td:nth-child(2){white-space:nowrap}.grade.OK{color:#2e7d32}.grade.FAILED{color:#c62828}
     .grade.NON-STRICT{color:#ef6c00}.grade.UNTESTED,.grade.UNSUPPORTED{color:#90a4ae}
+    .finding{background:#fff4e5;border:1px solid #ef6c00;padding:8px;border-radius:4px}
     .banner{background:#fdecea;border:1px solid #c62828;padding:8px;border-radius:4px}
     .detail{color:#c62828;font-size:12px;margin-top:2px}pre{background:#f6f6f6;padding:8px;overflow:auto}
     .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:12px}

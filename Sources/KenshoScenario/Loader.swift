@@ -275,7 +275,7 @@ final class Reader {
   }
 
   func agent(_ v: JSONValue, _ path: String) -> AgentSpec? {
-    guard let o = object(v, path, allowed: ["name", "count", "methods"]) else { return nil }
+    guard let o = object(v, path, allowed: ["name", "count", "methods", "processingMs"]) else { return nil }
     guard let name = string(o, "name", path, required: true) else { return nil }
     if !Envelope.isValidWorkerName(name) {
       problem("\(path).name", expected: "a worker name ^[A-Za-z][A-Za-z0-9_-]{0,63}$", found: "\"\(name)\"")
@@ -294,7 +294,8 @@ final class Reader {
         if let b = behaviour(spec, "\(path).methods.\(method)") { methods[method] = b }
       }
     }
-    return AgentSpec(name: name, count: count, methods: methods)
+    return AgentSpec(
+      name: name, count: count, methods: methods, processingMs: number(o, "processingMs", path, min: 0) ?? 0)
   }
 
   func behaviour(_ v: JSONValue, _ path: String) -> ProducerBehaviour? {
@@ -445,7 +446,7 @@ final class Reader {
   func group(_ v: JSONValue, _ path: String) -> WorkloadGroup? {
     let allowed: Set = [
       "consumers", "producers", "method", "args", "streams", "concurrency", "ratePerSecond", "startMs", "timeoutMs",
-      "cancelAfterChunks", "throwIn",
+      "cancelAfterChunks", "throwIn", "creditWindow",
     ]
     guard let o = object(v, path, allowed: allowed) else { return nil }
     let consumers = string(o, "consumers", path, required: true)
@@ -460,7 +461,7 @@ final class Reader {
       }
     }
     guard let consumers, let producers, let method else { return nil }
-    return WorkloadGroup(
+    var group = WorkloadGroup(
       consumers: consumers, producers: producers, method: method, args: o["args"] ?? .null,
       streams: integer(o, "streams", path, min: 1, max: 10_000_000) ?? 1,
       concurrency: integer(o, "concurrency", path, min: 1),
@@ -469,6 +470,8 @@ final class Reader {
       timeoutMs: number(o, "timeoutMs", path, min: 0),
       cancelAfterChunks: integer(o, "cancelAfterChunks", path, min: 0),
       throwingCallbacks: throwing)
+    group.creditWindow = integer(o, "creditWindow", path, min: 1, max: 1 << 30)
+    return group
   }
 
   func expectation(_ v: JSONValue, _ path: String) -> Expectation? {

@@ -94,11 +94,15 @@ public struct AgentSpec: Sendable, Hashable {
   public var name: String
   public var count: Int
   public var methods: [String: ProducerBehaviour]
+  /// A slow consumer: each message to this agent takes this much scenario time to process, and
+  /// those that arrive meanwhile wait in its inbox.
+  public var processingMs: Double
 
-  public init(name: String, count: Int = 1, methods: [String: ProducerBehaviour] = [:]) {
+  public init(name: String, count: Int = 1, methods: [String: ProducerBehaviour] = [:], processingMs: Double = 0) {
     self.name = name
     self.count = count
     self.methods = methods
+    self.processingMs = processingMs
   }
 
   public var workerNames: [String] {
@@ -172,6 +176,8 @@ public struct WorkloadGroup: Sendable, Hashable {
   public var cancelAfterChunks: Int?
   /// Consumer callbacks that throw (KSP-4.2, 5.4).
   public var throwingCallbacks: Set<CallbackKind>
+  /// Flow control (KSP-FC): the credit window each stream offers; nil: no flow control.
+  public var creditWindow: Int?
 
   public init(
     consumers: String, producers: String, method: String, args: JSONValue = .null, streams: Int = 1,
@@ -290,6 +296,8 @@ public enum Metric: String, Sendable, Hashable, CaseIterable {
   case peakBytes = "peak_bytes"
   case chunksDelivered = "chunks_delivered"
   case streamsCompleted = "streams_completed"
+  /// The most messages waiting in a slow consumer's inbox at once.
+  case maxInboxDepth = "max_inbox_depth"
 }
 
 extension Expectation.Kind {

@@ -83,3 +83,36 @@ struct FaultTests {
       ])
   }
 }
+
+@Suite("Slow consumers and flow control")
+struct SlowConsumerTests {
+  func run(_ file: String, defects: Set<ReferenceDefect> = []) throws -> ScenarioResult {
+    var options = RunOptions()
+    options.referenceDefects = defects
+    return ScenarioRunner(options: options).run(
+      try ScenarioLoader.load(file: packageRoot.appendingPathComponent("Scenarios/\(file)").path))
+  }
+
+  @Test("without flow control a slow consumer's buffer grows, and the report says so")
+  func unboundedIsAFinding() throws {
+    let r = try run("slow-consumer-unbounded.json")
+    #expect(r.verdict == .pass)
+    #expect((r.metrics.maxInboxDepth ?? 0) > 1_000)
+    #expect(r.findings.contains { $0.hasPrefix("unbounded buffering") })
+  }
+
+  @Test("with flow control memory stays bounded; a producer without the extension still interoperates")
+  func flowControlBounds() throws {
+    let bounded = try run("slow-consumer-flow-control.json")
+    #expect(bounded.verdict == .pass)
+    #expect((bounded.metrics.maxInboxDepth ?? 99) <= 33)
+    #expect(bounded.findings.isEmpty)
+    let unbounded = try run("slow-consumer-unbounded.json")
+    #expect((bounded.metrics.peakBytes ?? .max) * 4 < (unbounded.metrics.peakBytes ?? 0))
+    // The producer ignores the offer: the stream still completes, unbounded again.
+    let legacy = try run("slow-consumer-flow-control.json", defects: [.withoutFlowControl])
+    #expect(legacy.checks.first { $0.name == "outcome" }?.verdict == .pass)
+    #expect(legacy.checks.first { $0.name == "ordered_delivery" }?.verdict == .pass)
+    #expect(legacy.checks.first { $0.name == "max_inbox_depth" }?.verdict == .fail)
+  }
+}
