@@ -94,6 +94,19 @@ public struct BusStats: Sendable, Hashable {
 
   /// All drops, whatever the reason.
   public var totalDropped: Int { dropped.values.reduce(0, +) }
+
+  public init(
+    activeStreams: Int, emitters: Int, pendingCalls: Int = 0, dropped: [DropReason: Int] = [:],
+    callbackFailures: Int = 0, received: Int = 0, sent: Int = 0
+  ) {
+    self.activeStreams = activeStreams
+    self.emitters = emitters
+    self.pendingCalls = pendingCalls
+    self.dropped = dropped
+    self.callbackFailures = callbackFailures
+    self.received = received
+    self.sent = sent
+  }
 }
 
 /// The consumer's callbacks of one stream (the seed's `{ onChunk, onEnd, onError, timeout }`).

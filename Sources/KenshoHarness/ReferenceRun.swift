@@ -26,13 +26,17 @@ final class ReferenceRun: Sendable {
   let state: RunStateBox
   let finished = DispatchSemaphore(value: 0)
   let network: LocalNetwork
-  private let busesBox = Mutex<[String: MessageBus]>([:])
+  private let busesBox = Mutex<[String: any BusUnderTest]>([:])
   /// Per-chunk memory sampling, when a peak-memory check asks for it.
   let samplePeakPerChunk: Bool
   let digests: Bool
   let options: RunOptions
   let faults: FaultInjector
   let slow: SlowConsumers
+  /// The implementation processes, when the run is against an adapter.
+  let adapters: AdapterHost?
+  /// Why the implementation could not even start, when it could not.
+  let startupFailure: String?
 
   init(scenario: Scenario, seed: UInt64, options: RunOptions) {
     self.scenario = scenario
@@ -106,7 +110,30 @@ final class ReferenceRun: Sendable {
       })
     injector.attach(network)
     slowConsumers.attach(network)
-    for agent in scenario.agents {
+    if let command = options.adapterCommand {
+      do {
+        let host = try AdapterHost(
+          command: command, scenario: scenario, seed: seed, network: network, clock: clock, config: config,
+          deadline: options.adapterDeadline, log: options.adapterLog,
+          onInvalid: { text in
+            stateRef.withLock { s in
+              s.invalidWireCount += 1
+              if s.invalidWire.count < 5 { s.invalidWire.append(text) }
+            }
+          })
+        adapters = host
+        startupFailure = nil
+        let buses = host.makeBuses()
+        busesBox.withLock { $0 = buses }
+      } catch {
+        adapters = nil
+        startupFailure = error.description
+      }
+    } else {
+      adapters = nil
+      startupFailure = nil
+    }
+    for agent in scenario.agents where adapters == nil && startupFailure == nil {
       for worker in agent.workerNames {
         // Worker names were validated when the scenario was loaded.
         guard
@@ -114,24 +141,36 @@ final class ReferenceRun: Sendable {
             name: worker, transport: network.endpoint(worker), clock: clock, configuration: config)
         else { continue }
         busesBox.withLock { $0[worker] = bus }
+      }
+    }
+    for agent in scenario.agents {
+      for worker in agent.workerNames {
+        guard let bus = buses[worker] else { continue }
         for (method, behaviour) in agent.methods {
           let generator = ChunkGenerator(content: behaviour.content, seed: seed)
-          bus.registerStreamMethod(method) { [unowned self] args, stream in
-            try self.produce(worker: worker, behaviour: behaviour, generator: generator, stream: stream)
+          var throwsAtOnce: SerializedError?
+          if behaviour.chunks == 0, case .throwError(let error) = behaviour.finish { throwsAtOnce = error }
+          bus.register(method: method, throwsAtOnce: throwsAtOnce) { [unowned self] args, stream in
+            self.produce(worker: worker, behaviour: behaviour, generator: generator, stream: stream)
           }
         }
       }
     }
   }
 
-  var buses: [String: MessageBus] { busesBox.withLock { $0 } }
+  var buses: [String: any BusUnderTest] { busesBox.withLock { $0 } }
 
   // MARK: Running
 
   /// Runs the workload to its end, or to the deadline. Returns an error message when the run
   /// did not finish.
   func execute(wallDeadline: Duration) -> String? {
-    let memory = MemoryMeter(threadLocal: manual != nil, enabled: options.measure)
+    if let startupFailure { return startupFailure }
+    if adapters != nil && manual == nil {
+      return "UNSUPPORTED: real-time scenarios run in process only; adapters run on virtual time"
+    }
+    // Memory is the harness process's: it says nothing about an implementation elsewhere.
+    let memory = MemoryMeter(threadLocal: manual != nil, enabled: options.measure && adapters == nil)
     state.withLock { $0.memory = memory }
     memory.markBaseline()
     let started = wall.nanoseconds()
@@ -154,6 +193,10 @@ final class ReferenceRun: Sendable {
         steps &+= 1
         if steps & 1023 == 0 && wall.nanoseconds() > wallLimit {
           problem = "wall-clock deadline of \(wallDeadline) passed with \(openCount) streams open"
+          break
+        }
+        if let failure = adapters?.failure.withLock({ $0 }) {
+          problem = failure
           break
         }
         if steps & 1023 == 0 && options.cancelled() {
@@ -180,6 +223,7 @@ final class ReferenceRun: Sendable {
       s.wallEnd = ended
       s.scenarioEnd = clock.nanoseconds()
     }
+    if problem == nil, let failure = adapters?.failure.withLock({ $0 }) { problem = failure }
     sample()  // the last sample is the end of the workload; settling is not part of the curve
     settle()
     memory.markEnd()
@@ -281,8 +325,8 @@ final class ReferenceRun: Sendable {
     var withCredit = callbacks
     withCredit.creditWindow = group.creditWindow
     do {
-      try bus.callStream(
-        producer, method: group.method, args: group.args, callbacks: withCredit,
+      _ = try bus.open(
+        producer, method: group.method, args: group.args, callbacks: withCredit, throwing: group.throwingCallbacks,
         opened: { id in
           self.state.withLock { s in
             s.records[stream].streamId = id
@@ -339,7 +383,7 @@ final class ReferenceRun: Sendable {
     }
     if samplePeakPerChunk { state.withLock { $0.memory }?.samplePeak() }
     if cancel, let streamId, let consumer = state.withLock({ $0.records[stream].consumer }) {
-      buses[consumer]?.cancelStream(streamId, reason: .string("cancelAfterChunks"))
+      buses[consumer]?.cancel(streamId, reason: .string("cancelAfterChunks"))
     }
     if shouldThrow { throw HarnessThrow.byScenario }
   }
@@ -393,14 +437,14 @@ final class ReferenceRun: Sendable {
 
   // MARK: Producer
 
-  private func produce(worker: String, behaviour: ProducerBehaviour, generator: ChunkGenerator, stream: StreamEmitter)
-    throws
-  {
+  private func produce(
+    worker: String, behaviour: ProducerBehaviour, generator: ChunkGenerator, stream: any EmitterUnderTest
+  ) {
     state.withLock { s in
       s.handlerRuns += 1
       if let i = s.streamIndex[stream.streamId] { s.records[i].handlerRuns += 1 }
     }
-    if behaviour.chunks == 0, case .throwError(let error) = behaviour.finish { throw error }
+    if behaviour.chunks == 0, case .throwError = behaviour.finish { return }  // the handler threw (KSP-2.5)
     let step = Int64(behaviour.intervalMs * 1e6)
     _ = clock.schedule(at: clock.nanoseconds() &+ step) { [self] in
       pump(worker: worker, behaviour: behaviour, generator: generator, stream: stream, next: 0)
@@ -408,7 +452,7 @@ final class ReferenceRun: Sendable {
   }
 
   private func pump(
-    worker: String, behaviour: ProducerBehaviour, generator: ChunkGenerator, stream: StreamEmitter, next: Int
+    worker: String, behaviour: ProducerBehaviour, generator: ChunkGenerator, stream: any EmitterUnderTest, next: Int
   ) {
     if state.withLock({ $0.crashed.contains(worker) }) { return }
     let step = Int64(behaviour.intervalMs * 1e6)
@@ -473,6 +517,14 @@ final class ReferenceRun: Sendable {
   private func crash(_ worker: String, announced: Bool) {
     let first = state.withLock { $0.crashed.insert(worker).inserted }
     guard first else { return }
+    if let adapters {
+      // Kill its process (SIGKILL): every worker it hosted is gone.
+      for gone in adapters.kill(worker) {
+        state.withLock { _ = $0.crashed.insert(gone) }
+        if announced { network.reportDown(gone) } else { network.disconnect(gone) }
+      }
+      return
+    }
     if announced { network.reportDown(worker) } else { network.disconnect(worker) }
     // Free what the dead agent held; it is disconnected, so what dispose sends goes nowhere.
     buses[worker]?.dispose()
@@ -558,6 +610,13 @@ public struct RunOptions: Sendable {
   @_spi(Testing) public var referenceDefects: Set<ReferenceDefect> = []
   /// Folder for heap profiles written when a leak check fails (with `MALLOC_CONF=prof:true`).
   public var profileDirectory: String?
+  /// Run against the implementation this command starts (the adapter protocol) instead of
+  /// the reference bus in process.
+  public var adapterCommand: String?
+  /// How long an adapter may take to answer one operation.
+  public var adapterDeadline: Duration = .seconds(20)
+  /// Receives what adapter processes write to stderr.
+  public var adapterLog: (@Sendable (String) -> Void)?
 
   public init(
     measure: Bool = true, profileDirectory: String? = nil, cancelled: @escaping @Sendable () -> Bool = { false }

@@ -25,7 +25,14 @@ public struct ScenarioRunner: Sendable {
     let problem = run.execute(wallDeadline: wallDeadline)
     let metrics = Self.metrics(run)
     var checks = scenario.expect.map { Judge(run: run, metrics: metrics).check($0) }
-    if let problem {
+    if let problem, problem.hasPrefix("UNSUPPORTED") {
+      checks = checks.map { c in
+        var u = c
+        u.verdict = .unsupported
+        u.observed = problem
+        return u
+      }
+    } else if let problem {
       checks.append(
         CheckResult(
           name: "completion", rule: "HARNESS", level: "MUST", verdict: .error,
@@ -38,6 +45,7 @@ public struct ScenarioRunner: Sendable {
     // Dump the heap while the leaked objects are still alive.
     let profile = leakFailed ? HeapProfile.dump(scenario: scenario.name, into: options.profileDirectory) : nil
     for bus in run.buses.values { bus.dispose() }
+    run.adapters?.shutdown()
     let verdict = checks.map(\.verdict).max() ?? .pass
     let (samples, trace, histograms) = run.state.withLock { s in
       (

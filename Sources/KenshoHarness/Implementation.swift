@@ -1,0 +1,53 @@
+import KenshoBus
+import KenshoProtocol
+import KenshoScenario
+
+/// A worker's bus as the harness drives it: the reference `MessageBus` in process, or a
+/// worker hosted by an implementation under test behind an adapter process.
+protocol BusUnderTest: AnyObject, Sendable {
+  var stats: BusStats { get }
+  /// Registers a stream method whose handler the harness scripts; `throwsAtOnce` makes the
+  /// implementation's own handler throw that error when called (KSP-2.5).
+  func register(
+    method: String, throwsAtOnce: SerializedError?,
+    handler: @escaping @Sendable (JSONValue, any EmitterUnderTest) -> Void)
+  func open(
+    _ target: String, method: String, args: JSONValue, callbacks: StreamCallbacks, throwing: Set<CallbackKind>,
+    opened: @escaping (String) -> Void
+  ) throws -> String
+  @discardableResult func cancel(_ streamId: String, reason: JSONValue) -> Bool
+  func dispose()
+}
+
+/// A producer's emitter as the harness drives it.
+protocol EmitterUnderTest: AnyObject, Sendable {
+  var streamId: String { get }
+  func chunk(_ data: JSONValue) throws(EmitterError)
+  func end(_ summary: JSONValue) throws(EmitterError)
+  func error(_ error: SerializedError) throws(EmitterError)
+  func onCredit(_ handler: @escaping @Sendable () -> Void)
+}
+
+extension StreamEmitter: EmitterUnderTest {}
+
+extension MessageBus: BusUnderTest {
+  func register(
+    method: String, throwsAtOnce: SerializedError?,
+    handler: @escaping @Sendable (JSONValue, any EmitterUnderTest) -> Void
+  ) {
+    registerStreamMethod(method) { args, stream in
+      if let throwsAtOnce { throw throwsAtOnce }
+      handler(args, stream)
+    }
+  }
+
+  func open(
+    _ target: String, method: String, args: JSONValue, callbacks: StreamCallbacks, throwing: Set<CallbackKind>,
+    opened: @escaping (String) -> Void
+  ) throws -> String {
+    // In process, the harness's own callbacks throw.
+    try callStream(target, method: method, args: args, callbacks: callbacks, opened: opened)
+  }
+
+  func cancel(_ streamId: String, reason: JSONValue) -> Bool { cancelStream(streamId, reason: reason) }
+}

@@ -1,0 +1,314 @@
+import Foundation
+import KenshoBus
+import KenshoProtocol
+import KenshoScenario
+import Synchronization
+
+/// The implementations under test behind adapter processes: one process per agent of the
+/// scenario (a group of workers shares its agent's process), joined by the harness network.
+///
+/// Messages an implementation sends come out as `send` events and enter the harness network,
+/// which validates, faults and routes them like any other; messages for a hosted worker go in
+/// as `deliver` operations. Time is virtual: the harness advances each process's clock to the
+/// deadline of its next timer, as the process reports it.
+final class AdapterHost: Sendable {
+  let hello: AdapterProcess.Hello
+  private let processes: [String: AdapterProcess]  // by agent name
+  private let agentOf: [String: String]  // worker → agent
+  private let busesBox = Mutex<[String: RemoteBus]>([:])
+  private let scheduled = Mutex<[String: Int64]>([:])
+  let network: LocalNetwork
+  let clock: any BusClock
+  /// The first failure of any process; the run stops with it.
+  let failure = Mutex<String?>(nil)
+  let onInvalid: @Sendable (String) -> Void
+
+  init(
+    command: String, scenario: Scenario, seed: UInt64, network: LocalNetwork, clock: any BusClock,
+    config: BusConfiguration, deadline: Duration, log: (@Sendable (String) -> Void)?,
+    onInvalid: @escaping @Sendable (String) -> Void
+  ) throws(AdapterFailure) {
+    self.network = network
+    self.clock = clock
+    self.onInvalid = onInvalid
+    var processes: [String: AdapterProcess] = [:]
+    var agentOf: [String: String] = [:]
+    var hello: AdapterProcess.Hello?
+    for agent in scenario.agents {
+      let process = try AdapterProcess(
+        command: command, label: "implementation for \(agent.name)", deadline: deadline, log: log)
+      processes[agent.name] = process
+      let h = try process.hello()
+      hello = hello ?? h
+      guard h.capabilities.contains("virtual_time") else {
+        throw AdapterFailure(description: "UNSUPPORTED: \(h.name) has no virtual_time capability")
+      }
+      var configure: [String: JSONValue] = [
+        "streamTimeoutMs": .double(Double(config.streamTimeout.nanoseconds) / 1e6),
+        "sweepIntervalMs": .double(Double(config.sweepInterval.nanoseconds) / 1e6),
+        "seed": .int(Int64(bitPattern: seed)),
+        "workers": .array(agent.workerNames.map { .string($0) }),
+      ]
+      if let window = config.flowControlWindow { configure["creditWindow"] = .int(Int64(window)) }
+      _ = try process.perform("configure", configure)
+      for worker in agent.workerNames { agentOf[worker] = agent.name }
+    }
+    self.processes = processes
+    self.agentOf = agentOf
+    self.hello = hello ?? AdapterProcess.Hello(name: "unnamed", version: "?", capabilities: [])
+  }
+
+  /// The remote bus of every worker, attached to the network.
+  func makeBuses() -> [String: RemoteBus] {
+    var buses: [String: RemoteBus] = [:]
+    for (worker, agent) in agentOf {
+      guard let process = processes[agent] else { continue }
+      let bus = RemoteBus(worker: worker, process: process, host: self)
+      buses[worker] = bus
+      network.endpoint(worker).start(receiver: bus)
+    }
+    busesBox.withLock { $0 = buses }
+    return buses
+  }
+
+  /// Runs an operation on a worker's process and handles what it caused. A failure is kept and
+  /// stops the run.
+  @discardableResult
+  func perform(_ worker: String, _ op: String, _ fields: [String: JSONValue] = [:]) -> [String: JSONValue]? {
+    guard failure.withLock({ $0 == nil }), let agent = agentOf[worker], let process = processes[agent],
+      process.isRunning
+    else { return nil }
+    do {
+      var f = fields
+      f["worker"] = .string(worker)
+      let (events, ack) = try process.perform(op, f)
+      if let next = ack["nextTimerMs"]?.doubleValue { schedule(agent, process, at: Int64(next * 1e6)) }
+      // The ack's own result first (a stream id must be known before its events), then events.
+      handlePending.withLock { $0.append(contentsOf: events.map { (worker, $0) }) }
+      return ack
+    } catch {
+      failure.withLock { if $0 == nil { $0 = error.description } }
+      return nil
+    }
+  }
+
+  private let handlePending = Mutex<[(String, [String: JSONValue])]>([])
+
+  /// Handles the events collected by operations, in order, until none are left.
+  func drain() {
+    while let (worker, event) = handlePending.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) {
+      handle(worker, event)
+    }
+  }
+
+  private func handle(_ worker: String, _ event: [String: JSONValue]) {
+    let buses = busesBox.withLock { $0 }
+    switch event["event"]?.stringValue {
+    case "send":
+      guard let raw = event["message"] else { return }
+      switch KenshoCodec.message(from: raw, mode: .sent) {
+      case .success(let m): network.send(m)
+      case .failure(let rejection):
+        onInvalid("\(worker) sent an invalid message: \(rejection)")
+        // Still deliverable when only a sender-side rule is broken (KSP-5.3 and friends).
+        if case .success(let lenient) = KenshoCodec.message(from: raw, mode: .received) { network.send(lenient) }
+      }
+    case "handler":
+      guard let method = event["method"]?.stringValue, let streamId = event["streamId"]?.stringValue,
+        let bus = buses[event["worker"]?.stringValue ?? worker]
+      else { return }
+      bus.handlerCalled(method: method, streamId: streamId, args: event["args"] ?? .null)
+    case "chunk", "end", "error":
+      guard let streamId = event["streamId"]?.stringValue, let bus = buses[event["worker"]?.stringValue ?? worker]
+      else { return }
+      bus.callback(event["event"]?.stringValue ?? "", streamId: streamId, event: event)
+    case "credit":
+      guard let streamId = event["streamId"]?.stringValue, let bus = buses[event["worker"]?.stringValue ?? worker]
+      else { return }
+      bus.creditAvailable(streamId)
+    default:
+      break  // "log" and unknown events are ignored
+    }
+  }
+
+  /// Makes sure the harness advances `process`'s clock to its next timer.
+  private func schedule(_ agent: String, _ process: AdapterProcess, at deadline: Int64) {
+    let isNew: Bool = scheduled.withLock { s in
+      if s[agent] == deadline { return false }
+      s[agent] = deadline
+      return true
+    }
+    guard isNew, let worker = agentOf.first(where: { $0.value == agent })?.key else { return }
+    _ = clock.schedule(at: max(deadline, clock.nanoseconds())) { [self] in
+      guard scheduled.withLock({ $0[agent] == deadline }) else { return }
+      scheduled.withLock { $0[agent] = nil }
+      perform(worker, "advance", ["toMs": .double(Double(clock.nanoseconds()) / 1e6)])
+      drain()
+    }
+  }
+
+  /// Kills the process hosting `worker` (SIGKILL): every worker of that agent is gone.
+  func kill(_ worker: String) -> [String] {
+    guard let agent = agentOf[worker], let process = processes[agent] else { return [] }
+    process.kill()
+    return agentOf.filter { $0.value == agent }.map(\.key)
+  }
+
+  func shutdown() {
+    for process in processes.values { process.shutdown() }
+  }
+}
+
+/// A worker hosted by an implementation under test.
+final class RemoteBus: BusUnderTest, TransportReceiver, Sendable {
+  struct Stream {
+    var callbacks: StreamCallbacks
+  }
+
+  let worker: String
+  private let process: AdapterProcess
+  private unowned let host: AdapterHost
+  private let handlers = Mutex<[String: @Sendable (JSONValue, any EmitterUnderTest) -> Void]>([:])
+  private let streams = Mutex<[String: StreamCallbacks]>([:])
+  private let emitters = Mutex<[String: RemoteEmitter]>([:])
+
+  init(worker: String, process: AdapterProcess, host: AdapterHost) {
+    self.worker = worker
+    self.process = process
+    self.host = host
+  }
+
+  var stats: BusStats {
+    let ack = host.perform(worker, "stats")
+    let s = ack?["stats"]?.objectValue ?? [:]
+    var dropped: [DropReason: Int] = [:]
+    for (key, value) in s["dropped"]?.objectValue ?? [:] {
+      if let reason = DropReason.allCases.first(where: { $0.description == key }), let n = value.intValue {
+        dropped[reason] = Int(n)
+      }
+    }
+    return BusStats(
+      activeStreams: Int(s["activeStreams"]?.intValue ?? 0), emitters: Int(s["emitters"]?.intValue ?? 0),
+      pendingCalls: 0, dropped: dropped, callbackFailures: Int(s["callbackFailures"]?.intValue ?? 0),
+      received: Int(s["received"]?.intValue ?? 0), sent: Int(s["sent"]?.intValue ?? 0))
+  }
+
+  func register(
+    method: String, throwsAtOnce: SerializedError?,
+    handler: @escaping @Sendable (JSONValue, any EmitterUnderTest) -> Void
+  ) {
+    handlers.withLock { $0[method] = handler }
+    var fields: [String: JSONValue] = ["method": .string(method)]
+    if let throwsAtOnce { fields["throws"] = KenshoCodec.json(throwsAtOnce) }
+    host.perform(worker, "register", fields)
+    host.drain()
+  }
+
+  func open(
+    _ target: String, method: String, args: JSONValue, callbacks: StreamCallbacks, throwing: Set<CallbackKind>,
+    opened: @escaping (String) -> Void
+  ) throws -> String {
+    // Scenario callbacks that throw must throw inside the implementation (KSP-4.2, 5.4).
+    var fields: [String: JSONValue] = [
+      "target": .string(target), "method": .string(method), "args": args,
+      "throwIn": .array(throwing.map(\.rawValue).sorted().map { .string($0) }),
+    ]
+    if let timeout = callbacks.timeout { fields["timeoutMs"] = .double(Double(timeout.nanoseconds) / 1e6) }
+    if let window = callbacks.creditWindow { fields["creditWindow"] = .int(Int64(window)) }
+    guard let ack = host.perform(worker, "call", fields), let streamId = ack["streamId"]?.stringValue else {
+      throw BusError.disposed
+    }
+    streams.withLock { $0[streamId] = callbacks }
+    opened(streamId)
+    host.drain()
+    return streamId
+  }
+
+  func cancel(_ streamId: String, reason: JSONValue) -> Bool {
+    let ack = host.perform(worker, "cancel", ["streamId": .string(streamId), "reason": reason])
+    host.drain()
+    return ack?["result"]?.boolValue ?? false
+  }
+
+  func dispose() {
+    host.perform(worker, "dispose")
+    host.drain()
+  }
+
+  // TransportReceiver: the harness network delivers to this worker.
+  func receive(_ message: KenshoMessage) {
+    host.perform(worker, "deliver", ["message": KenshoCodec.json(message)])
+    host.drain()
+  }
+
+  func peerDown(_ worker: String) {
+    host.perform(self.worker, "peer_down", ["peer": .string(worker)])
+    host.drain()
+  }
+
+  // Events from the implementation.
+
+  func handlerCalled(method: String, streamId: String, args: JSONValue) {
+    guard let handler = handlers.withLock({ $0[method] }) else { return }
+    let emitter = RemoteEmitter(streamId: streamId, worker: worker, host: host)
+    emitters.withLock { $0[streamId] = emitter }
+    handler(args, emitter)
+  }
+
+  func callback(_ kind: String, streamId: String, event: [String: JSONValue]) {
+    guard let callbacks = streams.withLock({ $0[streamId] }) else { return }
+    switch kind {
+    case "chunk": try? callbacks.onChunk(event["data"] ?? .null)
+    case "end": try? callbacks.onEnd(event["summary"] ?? .null)
+    default:
+      let error = event["error"].flatMap { try? KenshoCodec.serializedError($0, path: "$.error") }
+      try? callbacks.onError(error ?? SerializedError(message: "error without error"))
+    }
+  }
+
+  func creditAvailable(_ streamId: String) {
+    emitters.withLock { $0[streamId] }?.creditArrived()
+  }
+}
+
+/// A producer's emitter inside an implementation under test.
+final class RemoteEmitter: EmitterUnderTest, Sendable {
+  let streamId: String
+  private let worker: String
+  private unowned let host: AdapterHost
+  private let creditHandler = Mutex<(@Sendable () -> Void)?>(nil)
+
+  init(streamId: String, worker: String, host: AdapterHost) {
+    self.streamId = streamId
+    self.worker = worker
+    self.host = host
+  }
+
+  private func emit(_ op: String, _ fields: [String: JSONValue]) throws(EmitterError) {
+    var f = fields
+    f["streamId"] = .string(streamId)
+    let ack = host.perform(worker, op, f)
+    host.drain()
+    switch ack?["result"]?.stringValue {
+    case "ok"?: return
+    case "no_credit"?: throw .noCredit
+    case "cancelled"?: throw .cancelled
+    default: throw .closed
+    }
+  }
+
+  func chunk(_ data: JSONValue) throws(EmitterError) { try emit("chunk", ["data": data]) }
+  func end(_ summary: JSONValue) throws(EmitterError) { try emit("end", ["summary": summary]) }
+  func error(_ error: SerializedError) throws(EmitterError) { try emit("error", ["error": KenshoCodec.json(error)]) }
+
+  func onCredit(_ handler: @escaping @Sendable () -> Void) {
+    creditHandler.withLock { $0 = handler }
+  }
+
+  func creditArrived() {
+    creditHandler.withLock { h in
+      defer { h = nil }
+      return h
+    }?()
+  }
+}
