@@ -123,6 +123,12 @@ extension KenshoBench {
     @Flag(help: "Turn latency and memory measurement off (memory checks become unsupported).")
     var noMeasure = false
 
+    @Option(help: "Run against the implementation this command starts (adapter protocol), not the reference bus.")
+    var impl: String?
+
+    @Option(help: "Seconds an adapter may take to answer one operation.")
+    var adapterTimeout: Double = 20
+
     @Flag(help: .hidden)
     var leakingReferenceForTesting = false
 
@@ -172,6 +178,15 @@ extension KenshoBench {
       let flag = interrupted.flag
       var options = RunOptions(measure: !noMeasure, profileDirectory: out, cancelled: { flag.value })
       options.leakingReference = leakingReferenceForTesting
+      options.adapterCommand = impl
+      options.adapterDeadline = .milliseconds(Int64(adapterTimeout * 1000))
+      let logURL = URL(fileURLWithPath: out).appendingPathComponent("adapter-stderr.log")
+      if impl != nil {
+        try? FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        let log = try? FileHandle(forWritingTo: logURL)
+        options.adapterLog = { text in log?.write(Data(text.utf8)) }
+      }
       let runner = ScenarioRunner(
         seed: seed, wallDeadline: .milliseconds(Int64(deadline * 1000)), options: options)
       let started = Date()
@@ -192,7 +207,7 @@ extension KenshoBench {
       var report = RunReport(
         results: results,
         metadata: RunReport.Metadata(
-          implementation: "reference (in process)", seed: seed, startedAt: started, finishedAt: Date(),
+          implementation: impl.map { "\(ScenarioRunner.describeAdapter($0)) (\($0))" } ?? "reference (in process)", seed: seed, startedAt: started, finishedAt: Date(),
           arguments: CommandLine.arguments, jemalloc: Jemalloc.version),
         complete: complete)
       if let baselineReport {

@@ -151,6 +151,18 @@ public struct ScenarioRunner: Sendable {
     }
   }
 
+  /// The name and version an adapter gives in its handshake, or why there is none.
+  public static func describeAdapter(_ command: String) -> String {
+    do {
+      let process = try AdapterProcess(command: command, label: "implementation", deadline: .seconds(10))
+      defer { process.shutdown() }
+      let hello = try process.hello()
+      return "\(hello.name) \(hello.version)"
+    } catch {
+      return "unknown implementation"
+    }
+  }
+
   /// Least-squares slope of y over x; `nil` with fewer than 5 points or no spread in x.
   static func slope(_ points: [(Double, Double)]) -> Double? {
     guard points.count >= 5 else { return nil }
