@@ -16,6 +16,7 @@ let package = Package(
     .library(name: "KenshoScenario", targets: ["KenshoScenario"]),
     .library(name: "KenshoHarness", targets: ["KenshoHarness"]),
     .executable(name: "kensho-bench", targets: ["KenshoBenchCLI"]),
+    .executable(name: "kensho-ref-adapter", targets: ["KenshoReferenceAdapter"]),
     .executable(name: "kensho-bus-bench", targets: ["KenshoBusBenchmark"]),
   ],
   dependencies: [
@@ -74,6 +75,8 @@ let package = Package(
       ],
       swiftSettings: strict
     ),
+    .executableTarget(
+      name: "KenshoReferenceAdapter", dependencies: ["KenshoBus", "KenshoProtocol"], swiftSettings: strict),
     .testTarget(name: "KenshoScenarioTests", dependencies: ["KenshoScenario"], swiftSettings: strict),
     .testTarget(
       name: "KenshoHarnessTests", dependencies: ["KenshoHarness", "KenshoScenario", "KenshoReport"],

@@ -57,6 +57,8 @@ final class AdapterProcess: Sendable {
     self.deadline = deadline
     self.log = log
     guard let executable = self.command.first else { throw AdapterFailure(description: "--impl is empty") }
+    // A process that dies while we write to it must not take the harness down with SIGPIPE.
+    signal(SIGPIPE, SIG_IGN)
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     process.arguments = [executable] + self.command.dropFirst()
@@ -104,15 +106,20 @@ final class AdapterProcess: Sendable {
           available.signal()
           return
         }
+        // Only the new bytes can hold a newline the buffer did not have.
+        var searchFrom = buffer.endIndex
         buffer.append(chunk)
-        while let newline = buffer.firstIndex(of: 0x0A) {
-          let line = buffer[buffer.startIndex..<newline]
-          buffer = Data(buffer[buffer.index(after: newline)...])
+        var lineStart = buffer.startIndex
+        while let newline = buffer[searchFrom...].firstIndex(of: 0x0A) {
+          let line = buffer[lineStart..<newline]
           if !line.isEmpty {
             lines.withLock { $0.queue.append(Data(line)) }
             available.signal()
           }
+          lineStart = buffer.index(after: newline)
+          searchFrom = lineStart
         }
+        if lineStart != buffer.startIndex { buffer = Data(buffer[lineStart...]) }
         if buffer.count > AdapterProcess.maxLine {
           lines.withLock { $0.overflow = true }
           available.signal()

@@ -17,6 +17,8 @@ final class AdapterHost: Sendable {
   private let agentOf: [String: String]  // worker → agent
   private let busesBox = Mutex<[String: RemoteBus]>([:])
   private let scheduled = Mutex<[String: Int64]>([:])
+  /// Agents whose process the harness killed (a crash): their workers take no operations.
+  private let dead = Mutex<Set<String>>([])
   let network: LocalNetwork
   let clock: any BusClock
   /// The first failure of any process; the run stops with it.
@@ -76,7 +78,7 @@ final class AdapterHost: Sendable {
   @discardableResult
   func perform(_ worker: String, _ op: String, _ fields: [String: JSONValue] = [:]) -> [String: JSONValue]? {
     guard failure.withLock({ $0 == nil }), let agent = agentOf[worker], let process = processes[agent],
-      process.isRunning
+      !dead.withLock({ $0.contains(agent) })
     else { return nil }
     do {
       var f = fields
@@ -150,6 +152,7 @@ final class AdapterHost: Sendable {
   /// Kills the process hosting `worker` (SIGKILL): every worker of that agent is gone.
   func kill(_ worker: String) -> [String] {
     guard let agent = agentOf[worker], let process = processes[agent] else { return [] }
+    dead.withLock { _ = $0.insert(agent) }
     process.kill()
     return agentOf.filter { $0.value == agent }.map(\.key)
   }

@@ -32,11 +32,18 @@ public struct ScenarioRunner: Sendable {
         u.observed = problem
         return u
       }
+    } else if let problem, run.startupFailure != nil || run.adapters?.failure.withLock({ $0 }) != nil {
+      // The implementation misbehaved: its run says nothing about the scenario's rules.
+      checks = [
+        CheckResult(
+          name: "adapter", rule: "ADAPTER", level: "MUST", verdict: .error,
+          expected: "an implementation that follows kensho-adapter/1", observed: problem)
+      ]
     } else if let problem {
-      checks.append(
+      checks.insert(
         CheckResult(
           name: "completion", rule: "HARNESS", level: "MUST", verdict: .error,
-          expected: "every stream terminal before the deadline", observed: problem))
+          expected: "every stream terminal before the deadline", observed: problem), at: 0)
     }
     let leakFailed = zip(scenario.expect, checks).contains { e, c in
       if case .noLeak = e.kind { return c.verdict == .fail }
