@@ -8,9 +8,9 @@ public enum KenshoCodec {
   /// Parses JSON text into a ``JSONValue``.
   public static func parse(_ data: Data) -> Result<JSONValue, MessageRejection> {
     do {
-      return .success(try JSONDecoder().decode(JSONValue.self, from: data))
+      return .success(try JSONText.parse(data))
     } catch {
-      return .failure(MessageRejection(.malformedJSON, path: "$", expected: "one JSON value", found: summarize(error)))
+      return .failure(MessageRejection(.malformedJSON, path: "$", expected: "one JSON value", found: error.description))
     }
   }
 
@@ -91,9 +91,7 @@ public enum KenshoCodec {
 
   /// Encodes any JSON value as compact JSON text with sorted keys.
   public static func encode(_ value: JSONValue) throws -> Data {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    return try encoder.encode(value)
+    Data(try JSONText.serialize(value))
   }
 
   static func requiredString(_ o: [String: JSONValue], _ key: String) throws -> String {

@@ -1,0 +1,285 @@
+/// JSON text ⇄ ``JSONValue``, directly.
+///
+/// Every message that crosses a process boundary (the adapter protocol) is parsed and
+/// written here. Foundation's `JSONDecoder` needs about 30 µs a message for `JSONValue` (it can
+/// only find a value's type by trying each in turn and catching the failures); this is RFC 8259
+/// on bytes, with a nesting limit so that hostile input cannot exhaust the stack.
+public enum JSONText {
+  /// Why text is not JSON: what was expected, at which byte.
+  public struct ParseError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var offset: Int
+    public var expected: String
+    public var description: String { "expected \(expected) at byte \(offset)" }
+  }
+
+  /// Deepest nesting of arrays and objects accepted.
+  public static let maxDepth = 512
+
+  /// Parses one JSON value (surrounding whitespace allowed, nothing else).
+  public static func parse(_ bytes: some Collection<UInt8>) throws(ParseError) -> JSONValue {
+    let array = Array(bytes)
+    return try array.withUnsafeBufferPointer { buffer throws(ParseError) in
+      var parser = Parser(bytes: buffer)
+      parser.skipSpace()
+      let value = try parser.value(depth: 0)
+      parser.skipSpace()
+      guard parser.at == buffer.count else { throw ParseError(offset: parser.at, expected: "the end of the text") }
+      return value
+    }
+  }
+
+  /// Writes compact JSON with object keys sorted; fails on a non-finite number.
+  public static func serialize(_ value: JSONValue) throws(ParseError) -> [UInt8] {
+    var out: [UInt8] = []
+    out.reserveCapacity(64)
+    try write(value, into: &out)
+    return out
+  }
+
+  static func write(_ value: JSONValue, into out: inout [UInt8]) throws(ParseError) {
+    switch value {
+    case .null: out.append(contentsOf: "null".utf8)
+    case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+    case .int(let i): out.append(contentsOf: String(i).utf8)
+    case .double(let d):
+      guard d.isFinite else { throw ParseError(offset: out.count, expected: "a finite number") }
+      if d == d.rounded(), abs(d) < 1e15 {
+        out.append(contentsOf: String(Int64(d)).utf8)
+      } else {
+        out.append(contentsOf: "\(d)".utf8)
+      }
+    case .string(let s): writeString(s, into: &out)
+    case .array(let items):
+      out.append(UInt8(ascii: "["))
+      for (i, item) in items.enumerated() {
+        if i > 0 { out.append(UInt8(ascii: ",")) }
+        try write(item, into: &out)
+      }
+      out.append(UInt8(ascii: "]"))
+    case .object(let members):
+      out.append(UInt8(ascii: "{"))
+      for (i, key) in members.keys.sorted().enumerated() {
+        if i > 0 { out.append(UInt8(ascii: ",")) }
+        writeString(key, into: &out)
+        out.append(UInt8(ascii: ":"))
+        try write(members[key] ?? .null, into: &out)
+      }
+      out.append(UInt8(ascii: "}"))
+    }
+  }
+
+  static func writeString(_ s: String, into out: inout [UInt8]) {
+    out.append(UInt8(ascii: "\""))
+    for byte in s.utf8 {
+      switch byte {
+      case UInt8(ascii: "\""): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
+      case UInt8(ascii: "\\"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
+      case 0x0A: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
+      case 0x0D: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
+      case 0x09: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
+      case 0..<0x20:
+        let hex = Array("0123456789abcdef".utf8)
+        out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 15)]])
+      default: out.append(byte)
+      }
+    }
+    out.append(UInt8(ascii: "\""))
+  }
+
+  private struct Parser {
+    let bytes: UnsafeBufferPointer<UInt8>
+    var at = 0
+
+    init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
+
+    func fail(_ expected: String) -> ParseError { ParseError(offset: at, expected: expected) }
+
+    mutating func skipSpace() {
+      while at < bytes.count, bytes[at] == 0x20 || bytes[at] == 0x0A || bytes[at] == 0x0D || bytes[at] == 0x09 {
+        at += 1
+      }
+    }
+
+    mutating func literal(_ word: StaticString, _ value: JSONValue) throws(ParseError) -> JSONValue {
+      let count = word.utf8CodeUnitCount
+      guard at + count <= bytes.count else { throw fail("\(word)") }
+      for i in 0..<count where bytes[at + i] != word.utf8Start[i] { throw fail("\(word)") }
+      at += count
+      return value
+    }
+
+    mutating func value(depth: Int) throws(ParseError) -> JSONValue {
+      guard at < bytes.count else { throw fail("a value") }
+      switch bytes[at] {
+      case UInt8(ascii: "{"): return try object(depth: depth + 1)
+      case UInt8(ascii: "["): return try array(depth: depth + 1)
+      case UInt8(ascii: "\""): return .string(try string())
+      case UInt8(ascii: "t"): return try literal("true", .bool(true))
+      case UInt8(ascii: "f"): return try literal("false", .bool(false))
+      case UInt8(ascii: "n"): return try literal("null", .null)
+      case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try number()
+      default: throw fail("a value")
+      }
+    }
+
+    mutating func object(depth: Int) throws(ParseError) -> JSONValue {
+      guard depth <= JSONText.maxDepth else { throw fail("nesting at most \(JSONText.maxDepth) deep") }
+      at += 1
+      var members: [String: JSONValue] = [:]
+      skipSpace()
+      if at < bytes.count, bytes[at] == UInt8(ascii: "}") {
+        at += 1
+        return .object(members)
+      }
+      while true {
+        skipSpace()
+        guard at < bytes.count, bytes[at] == UInt8(ascii: "\"") else { throw fail("a member name") }
+        let key = try string()
+        skipSpace()
+        guard at < bytes.count, bytes[at] == UInt8(ascii: ":") else { throw fail("':'") }
+        at += 1
+        skipSpace()
+        members[key] = try value(depth: depth)
+        skipSpace()
+        guard at < bytes.count else { throw fail("',' or '}'") }
+        if bytes[at] == UInt8(ascii: ",") {
+          at += 1
+          continue
+        }
+        guard bytes[at] == UInt8(ascii: "}") else { throw fail("',' or '}'") }
+        at += 1
+        return .object(members)
+      }
+    }
+
+    mutating func array(depth: Int) throws(ParseError) -> JSONValue {
+      guard depth <= JSONText.maxDepth else { throw fail("nesting at most \(JSONText.maxDepth) deep") }
+      at += 1
+      var items: [JSONValue] = []
+      skipSpace()
+      if at < bytes.count, bytes[at] == UInt8(ascii: "]") {
+        at += 1
+        return .array(items)
+      }
+      while true {
+        skipSpace()
+        items.append(try value(depth: depth))
+        skipSpace()
+        guard at < bytes.count else { throw fail("',' or ']'") }
+        if bytes[at] == UInt8(ascii: ",") {
+          at += 1
+          continue
+        }
+        guard bytes[at] == UInt8(ascii: "]") else { throw fail("',' or ']'") }
+        at += 1
+        return .array(items)
+      }
+    }
+
+    mutating func hex4() throws(ParseError) -> UInt32 {
+      guard at + 4 <= bytes.count else { throw fail("four hex digits") }
+      var v: UInt32 = 0
+      for _ in 0..<4 {
+        let c = bytes[at]
+        let d: UInt32
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): d = UInt32(c - UInt8(ascii: "0"))
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): d = UInt32(c - UInt8(ascii: "a") + 10)
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): d = UInt32(c - UInt8(ascii: "A") + 10)
+        default: throw fail("a hex digit")
+        }
+        v = v << 4 | d
+        at += 1
+      }
+      return v
+    }
+
+    mutating func string() throws(ParseError) -> String {
+      at += 1
+      let start = at
+      // Fast path: no escapes.
+      while at < bytes.count {
+        let c = bytes[at]
+        if c == UInt8(ascii: "\"") {
+          let s = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<at]), as: UTF8.self)
+          at += 1
+          return s
+        }
+        if c == UInt8(ascii: "\\") { break }
+        if c < 0x20 { throw fail("no control character in a string") }
+        at += 1
+      }
+      var out = Array(bytes[start..<at])
+      while at < bytes.count {
+        let c = bytes[at]
+        if c == UInt8(ascii: "\"") {
+          at += 1
+          return String(decoding: out, as: UTF8.self)
+        }
+        if c < 0x20 { throw fail("no control character in a string") }
+        guard c == UInt8(ascii: "\\") else {
+          out.append(c)
+          at += 1
+          continue
+        }
+        at += 1
+        guard at < bytes.count else { throw fail("an escape") }
+        let e = bytes[at]
+        at += 1
+        switch e {
+        case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out.append(e)
+        case UInt8(ascii: "b"): out.append(0x08)
+        case UInt8(ascii: "f"): out.append(0x0C)
+        case UInt8(ascii: "n"): out.append(0x0A)
+        case UInt8(ascii: "r"): out.append(0x0D)
+        case UInt8(ascii: "t"): out.append(0x09)
+        case UInt8(ascii: "u"):
+          var scalar = try hex4()
+          if (0xD800...0xDBFF).contains(scalar) {
+            // A high surrogate must be followed by a low one.
+            guard at + 2 <= bytes.count, bytes[at] == UInt8(ascii: "\\"), bytes[at + 1] == UInt8(ascii: "u") else {
+              throw fail("a low surrogate")
+            }
+            at += 2
+            let low = try hex4()
+            guard (0xDC00...0xDFFF).contains(low) else { throw fail("a low surrogate") }
+            scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+          }
+          guard let u = Unicode.Scalar(scalar) else { throw fail("a Unicode scalar") }
+          out.append(contentsOf: Array(String(Character(u)).utf8))
+        default: throw fail("an escape")
+        }
+      }
+      throw fail("'\"'")
+    }
+
+    mutating func number() throws(ParseError) -> JSONValue {
+      let start = at
+      var integral = true
+      if bytes[at] == UInt8(ascii: "-") { at += 1 }
+      guard at < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[at]) else { throw fail("a digit") }
+      if bytes[at] == UInt8(ascii: "0") {
+        at += 1
+      } else {
+        while at < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[at]) { at += 1 }
+      }
+      if at < bytes.count, bytes[at] == UInt8(ascii: ".") {
+        integral = false
+        at += 1
+        guard at < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[at]) else { throw fail("a digit") }
+        while at < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[at]) { at += 1 }
+      }
+      if at < bytes.count, bytes[at] == UInt8(ascii: "e") || bytes[at] == UInt8(ascii: "E") {
+        integral = false
+        at += 1
+        if at < bytes.count, bytes[at] == UInt8(ascii: "+") || bytes[at] == UInt8(ascii: "-") { at += 1 }
+        guard at < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[at]) else { throw fail("a digit") }
+        while at < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[at]) { at += 1 }
+      }
+      let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<at]), as: UTF8.self)
+      if integral, let i = Int64(text) { return .int(i) }
+      guard let d = Double(text) else { throw fail("a number") }
+      return .double(d)
+    }
+  }
+}

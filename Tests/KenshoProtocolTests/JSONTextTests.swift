@@ -1,0 +1,53 @@
+import Foundation
+import KenshoProtocol
+import Testing
+
+@Suite("JSON text")
+struct JSONTextTests {
+  /// A random JSON value from a seeded generator.
+  static func random(_ rng: inout some RandomNumberGenerator, depth: Int = 0) -> JSONValue {
+    switch Int.random(in: 0..<(depth > 3 ? 6 : 8), using: &rng) {
+    case 0: return .null
+    case 1: return .bool(Bool.random(using: &rng))
+    case 2: return .int(Int64.random(in: .min ... .max, using: &rng))
+    case 3: return .double(Double.random(in: -1e9...1e9, using: &rng))
+    case 4, 5:
+      let pool = ["", "a", "é", "日本", "\"quoted\"", "back\\slash", "line\nbreak", "tab\t", "\u{1}", "😀", "/"]
+      return .string((0..<Int.random(in: 0..<4, using: &rng)).map { _ in pool.randomElement(using: &rng) ?? "" }.joined())
+    case 6: return .array((0..<Int.random(in: 0..<4, using: &rng)).map { _ in random(&rng, depth: depth + 1) })
+    default:
+      var o: [String: JSONValue] = [:]
+      for i in 0..<Int.random(in: 0..<4, using: &rng) { o["k\(i)\(depth)"] = random(&rng, depth: depth + 1) }
+      return .object(o)
+    }
+  }
+
+  @Test("serialize then parse gives the value back, and Foundation reads the same value")
+  func roundTrip() throws {
+    var rng = SystemRandomNumberGenerator()
+    for _ in 0..<2_000 {
+      let value = Self.random(&rng)
+      let bytes = try JSONText.serialize(value)
+      #expect(try JSONText.parse(bytes) == value)
+      #expect(try JSONDecoder().decode(JSONValue.self, from: Data(bytes)) == value)
+    }
+  }
+
+  @Test("parses what Foundation writes, escapes and surrogate pairs included")
+  func parsesForeignText() throws {
+    let text = #"{"a":[1,-2.5e3,true,false,null],"s":"\u00e9\ud83d\ude00\n\/","n":{"m":{}}}"#
+    let value = try JSONText.parse(Array(text.utf8))
+    #expect(value == ["a": [1, -2500, true, false, .null], "s": "é😀\n/", "n": ["m": [:]]])
+    #expect(try JSONText.parse(Array(" 12 ".utf8)) == 12)
+  }
+
+  @Test("rejects what is not JSON, saying where")
+  func rejects() {
+    for bad in ["", "{", "[1,]", "{\"a\" 1}", "tru", "01", "1.", "\"\\x\"", "\"\u{1}\"", "[1] 2", "\"\\ud800\"", "-"] {
+      #expect(throws: JSONText.ParseError.self, "\(bad)") { try JSONText.parse(Array(bad.utf8)) }
+    }
+    let deep = String(repeating: "[", count: 600) + String(repeating: "]", count: 600)
+    #expect(throws: JSONText.ParseError.self) { try JSONText.parse(Array(deep.utf8)) }
+    #expect(throws: JSONText.ParseError.self) { try JSONText.serialize(.double(.infinity)) }
+  }
+}
