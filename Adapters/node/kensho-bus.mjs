@@ -228,9 +228,8 @@ export class MessageBus {
     if (validate(m) !== null && !(m && m.type === 'stream_error' && m.error === undefined)) return this.drop('invalid');
     switch (m.type) {
       case 'stream_request': return this.onStreamRequest(m);
-      case 'request':
-        if (m.streamId !== undefined) return this.onStreamRequest(m); // what the defective opener sends
-        return this.drop('unsupported');
+      case 'request': return this.drop('unsupported'); // request/response is outside this bus
+
       case 'stream_chunk': return this.onChunk(m);
       case 'stream_end': case 'stream_error': return this.onTerminal(m);
       case 'stream_cancel': return this.onCancel(m);

@@ -48,6 +48,7 @@ final class FaultInjector: Sendable {
   func apply(_ m: KenshoMessage) -> LocalNetwork.Verdict {
     guard !faults.isEmpty else { return .deliver }
     let now = clock.nanoseconds()
+    var forged: [(String, Int64)] = []
     let (drop, copies, delay): (Bool, Int, Int64) = state.withLock { s in
       var drop = false
       var copies = 0
@@ -65,9 +66,19 @@ final class FaultInjector: Sendable {
         case .drop: drop = true
         case .duplicate: copies += 1
         case .delay(let d): delay += Self.nanoseconds(d, &s.rng)
+        case .forgeCancel(let from, let afterMs):
+          if m.type == .streamRequest, let worker = workersOf[from]?.sorted().first { forged.append((worker, Int64(afterMs * 1e6))) }
         }
       }
       return (drop, copies, delay)
+    }
+    if let network = network.withLock({ $0 }) {
+      for (index, (from, after)) in forged.enumerated() {
+        let forgery = KenshoMessage(
+          messageId: "forged-\(m.messageId)-\(index)", sourceWorker: from, targetWorker: m.targetWorker, type: .streamCancel,
+          payload: "forged", streamId: m.streamId)
+        _ = clock.schedule(at: now &+ after) { network.route(forgery, bypassingTap: true) }
+      }
     }
     if drop { return .drop }
     guard copies > 0 || delay > 0, let network = network.withLock({ $0 }) else { return .deliver }
@@ -122,6 +133,7 @@ extension Fault {
     case .delay(.constant(let ms)): parts = ["delay \(ms) ms"]
     case .delay(.uniform(let lo, let hi)): parts = ["delay \(lo)–\(hi) ms"]
     case .delay(.exponential(let mean)): parts = ["delay exp(mean \(mean) ms)"]
+    case .forgeCancel(let from, let after): parts = ["forged stream_cancel from \(from) after \(after) ms"]
     }
     if !types.isEmpty { parts.append(types.map(\.rawValue).sorted().joined(separator: "|")) }
     if let nth { parts.append("nth=\(nth)") }

@@ -247,8 +247,9 @@ final class Reader {
     }
     result.faults = faults.map(\.1)
     for (i, f) in faults {
-      for name in [f.between?.0, f.between?.1].compactMap({ $0 })
-      where !result.agents.contains(where: { $0.name == name }) {
+            var named = [f.between?.0, f.between?.1].compactMap { $0 }
+      if case .forgeCancel(let from, _) = f.kind { named.append(from) }
+      for name in named where !result.agents.contains(where: { $0.name == name }) {
         problem("$.faults[\(i)].between", expected: "names of agents in $.agents", found: "\"\(name)\"")
       }
     }
@@ -388,7 +389,9 @@ final class Reader {
 
   func fault(_ v: JSONValue, _ path: String) -> Fault? {
     let common: Set = ["kind", "types", "nth", "probability", "between", "fromMs", "untilMs"]
-    guard let o = object(v, path, allowed: common.union(["distribution", "ms", "minMs", "maxMs"])) else { return nil }
+    guard let o = object(v, path, allowed: common.union(["distribution", "ms", "minMs", "maxMs", "from"])) else {
+      return nil
+    }
     let kindName = string(o, "kind", path, required: true)
     var types: Set<MessageType> = []
     for (i, t) in (array(o, "types", path) ?? []).enumerated() {
@@ -431,8 +434,12 @@ final class Reader {
         problem("\(path).distribution", expected: "\"constant\", \"uniform\" or \"exponential\"", found: "\"\(other)\"")
         kind = nil
       }
+    case "forge_cancel"?:
+      onlyMembers(o, common.union(["from", "ms"]), path, kind: "forge_cancel")
+      guard let from = string(o, "from", path, required: true) else { return nil }
+      kind = .forgeCancel(from: from, afterMs: number(o, "ms", path, min: 0) ?? 0)
     case let other?:
-      problem("\(path).kind", expected: "\"drop\", \"duplicate\" or \"delay\"", found: "\"\(other)\"")
+      problem("\(path).kind", expected: "\"drop\", \"duplicate\", \"delay\" or \"forge_cancel\"", found: "\"\(other)\"")
       kind = nil
     case nil: kind = nil
     }

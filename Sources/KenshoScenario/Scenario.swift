@@ -360,6 +360,9 @@ public struct Fault: Sendable, Hashable {
     /// The message arrives late, by a delay drawn from the distribution (messages overtake
     /// each other when delays differ).
     case delay(Distribution)
+    /// For each matching `stream_request`, a forged `stream_cancel` for its stream reaches the
+    /// producer `afterMs` later, sent by the agent `from`, not the consumer (KSP-7.3).
+    case forgeCancel(from: String, afterMs: Double)
   }
 
   /// Delays in milliseconds of scenario time.

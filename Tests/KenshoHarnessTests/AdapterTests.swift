@@ -1,0 +1,126 @@
+import Foundation
+import KenshoHarness
+import KenshoScenario
+import Testing
+
+/// Where the built executables are: beside this test binary.
+func builtProduct(_ name: String) -> String {
+  var folder = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+  while !FileManager.default.fileExists(atPath: folder.appendingPathComponent(name).path) && folder.path != "/" {
+    folder = folder.deletingLastPathComponent()
+  }
+  return folder.appendingPathComponent(name).path
+}
+
+let nodeAdapter = "node " + packageRoot.appendingPathComponent("Adapters/node/adapter.mjs").path
+let hasNode = ["/usr/bin/node", "/usr/local/bin/node"].contains { FileManager.default.isExecutableFile(atPath: $0) }
+
+/// The scenarios that run in seconds through an adapter (each chunk is two round trips over
+/// pipes, so the million-chunk ones take minutes and are left to the command line).
+func lightScenarios() throws -> [Scenario] {
+  let heavy: Set = [
+    "large-file-chunking", "ordering-large-count", "soak-long-streams", "soak-many-streams",
+    "fanout-one-producer-1000-consumers",
+  ]
+  let folder = packageRoot.appendingPathComponent("Scenarios").path
+  return try ScenarioLoader.files(in: [folder]).map { try ScenarioLoader.load(file: $0) }.filter { !heavy.contains($0.name) }
+}
+
+func run(_ scenario: Scenario, impl: String?, deadline: Duration = .seconds(20)) -> ScenarioResult {
+  var options = RunOptions()
+  options.adapterCommand = impl
+  options.adapterDeadline = deadline
+  return ScenarioRunner(options: options).run(scenario)
+}
+
+@Suite("Adapters", .serialized)
+struct AdapterTests {
+  @Test("the reference through its adapter gets the same verdicts as in process")
+  func referenceAdapterSameVerdicts() throws {
+    let adapter = builtProduct("kensho-ref-adapter")
+    for scenario in try lightScenarios() {
+      let inProcess = run(scenario, impl: nil)
+      let viaAdapter = run(scenario, impl: adapter)
+      #expect(viaAdapter.error == nil, "\(scenario.name): \(viaAdapter.error ?? "")")
+      for (a, b) in zip(inProcess.checks, viaAdapter.checks) where b.verdict != .unsupported {
+        #expect(a.verdict == b.verdict, "\(scenario.name) \(a.rule) \(a.name): \(a.observed) vs \(b.observed)")
+      }
+    }
+  }
+
+  @Test("the JavaScript implementation passes the suite", .enabled(if: hasNode, "needs node"))
+  func javascriptPasses() throws {
+    for scenario in try lightScenarios() {
+      let result = run(scenario, impl: nodeAdapter)
+      #expect(result.verdict.isSuccess, "\(scenario.name): \(result.checks.filter { !$0.verdict.isSuccess })")
+    }
+  }
+
+  @Test(
+    "a misbehaving adapter gets a clear verdict within the deadline", .enabled(if: hasNode, "needs node"),
+    arguments: [
+      ("crash", "exited (status 3)"), ("hang", "did not answer within"), ("garbage", "not a JSON object"),
+      ("huge", "longer than 64 MiB"), ("wrong-version", "speaks adapter protocol \"kensho-adapter/0\""),
+    ])
+  func misbehaving(mode: String, says: String) throws {
+    let scenario = try ScenarioLoader.load(file: packageRoot.appendingPathComponent("Scenarios/ordering-seed.json").path)
+    let started = ContinuousClock.now
+    let result = run(scenario, impl: nodeAdapter + " --misbehave \(mode)", deadline: .seconds(3))
+    #expect(ContinuousClock.now - started < .seconds(30))
+    #expect(result.verdict == .error)
+    #expect(result.checks.map(\.rule) == ["ADAPTER"])
+    #expect(result.error?.contains(says) == true, "\(result.error ?? "")")
+  }
+}
+
+/// The defect catalogue of the JavaScript implementation: each defect, switched on, must be
+/// caught by at least one scenario, on the rules it breaks.
+@Suite("Defect catalogue", .serialized)
+struct DefectCatalogueTests {
+  static let catalogue: [(defect: String, scenarios: [String], rules: Set<String>)] = [
+    ("chunks-to-self", ["ordering-seed"], ["KSP-3.2", "KSP-4.1"]),
+    ("request-instead-of-stream-request", ["ordering-seed"], ["KSP-2.4", "KSP-3.2", "KSP-4.1"]),
+    ("start-failure-as-response", ["error-unknown-method"], ["KSP-2.3"]),
+    ("no-idle-timeout", ["idle-timeout-per-stream"], ["KSP-6.1", "KSP-6.2", "KSP-6.3", "HARNESS"]),
+    ("sweep-never-runs", ["idle-timeout-per-stream"], ["KSP-6.1", "KSP-6.2", "KSP-6.3", "HARNESS"]),
+    ("entry-left-after-error", ["error-explicit-code"], ["KSP-9.1", "KSP-4.2"]),
+    ("duplicate-reruns-handler", ["faults-duplicates"], ["KSP-2.4"]),
+    ("error-code-dropped", ["error-explicit-code"], ["KSP-5.1", "KSP-5.2"]),
+    ("chunks-reordered", ["faults-reorder-jitter"], ["KSP-3.4", "KSP-4.4"]),
+    ("last-chunk-dropped", ["ordering-seed"], ["KSP-3.2", "KSP-4.1"]),
+    ("cancel-from-anyone", ["faults-forged-cancel"], ["KSP-7.3"]),
+    ("throwing-callback-leaves-entry", ["callbacks-that-throw"], ["KSP-4.2", "KSP-5.4"]),
+  ]
+
+  @Test("the catalogue lists exactly the defects the tests cover", .enabled(if: hasNode, "needs node"))
+  func catalogueIsComplete() throws {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = nodeAdapter.split(separator: " ").map(String.init) + ["--list-defects"]
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    try process.run()
+    let listed = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+      .split(separator: "\n").compactMap { $0.split(separator: "\t").first.map(String.init) }
+    process.waitUntilExit()
+    #expect(Set(listed) == Set(Self.catalogue.map(\.defect)))
+  }
+
+  @Test(
+    "every catalogued defect is caught, on the rules it breaks", .enabled(if: hasNode, "needs node"),
+    arguments: catalogue.map(\.defect))
+  func defectIsCaught(defect: String) throws {
+    let entry = try #require(Self.catalogue.first { $0.defect == defect })
+    var caughtBy: Set<String> = []
+    for name in entry.scenarios {
+      let scenario = try ScenarioLoader.load(file: packageRoot.appendingPathComponent("Scenarios/\(name).json").path)
+      // Sound first: the scenario passes on the implementation without the defect.
+      #expect(run(scenario, impl: nodeAdapter).verdict == .pass, "\(name) fails without the defect")
+      // Caught: failed, or graded non-strict where the defect breaks only a SHOULD rule.
+      let broken = run(scenario, impl: nodeAdapter + " --defect \(defect)")
+      #expect(broken.verdict != .pass, "\(defect) escaped \(name)")
+      caughtBy.formUnion(broken.checks.filter { $0.verdict != .pass }.map(\.rule))
+    }
+    #expect(!caughtBy.isDisjoint(with: entry.rules), "\(defect) was caught on \(caughtBy), expected one of \(entry.rules)")
+  }
+}
