@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 @_spi(Testing) import KenshoHarness
 import KenshoMemory
+import KenshoProtocol
 import KenshoReport
 import KenshoScenario
 import Synchronization
@@ -29,7 +30,7 @@ struct KenshoBench: ParsableCommand {
       kensho-junit.xml, and hgrm/*.hgrm latency histograms.
       """,
     version: KenshoVersion.current,
-    subcommands: [Run.self, List.self, Validate.self, Schema.self],
+    subcommands: [Run.self, List.self, Validate.self, Schema.self, Matrix.self, Catalogue.self],
     defaultSubcommand: Run.self)
 
   /// Parses, runs, and maps usage errors to exit code 2 (ArgumentParser's own is 64).
@@ -65,6 +66,34 @@ func describe(_ error: any Error) -> String {
   }
   if let e = error as? ValidationError { return e.message }
   return error.localizedDescription
+}
+
+/// A kensho-report/1 JSON file, or exit 2 naming the file and the problem.
+func loadReport(_ path: String) throws -> RunReport {
+  do {
+    let decoder = JSONDecoder()
+    decoder.dateDecodingStrategy = .iso8601
+    decoder.nonConformingFloatDecodingStrategy = .convertFromString(
+      positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    let report = try decoder.decode(RunReport.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+    guard report.format == RunReport.format else {
+      throw ValidationError("format is \"\(report.format)\", expected \"\(RunReport.format)\"")
+    }
+    return report
+  } catch {
+    FileHandle.standardError.write(
+      Data("error: \(path): expected a kensho-report/1 JSON report, \(describe(error))\n".utf8))
+    throw Exit.badInput
+  }
+}
+
+/// `target`'s path as seen from `folder`.
+func relativePath(_ target: URL, from folder: URL) -> String {
+  let a = folder.standardizedFileURL.pathComponents
+  let b = target.standardizedFileURL.pathComponents
+  var common = 0
+  while common < min(a.count, b.count) && a[common] == b[common] { common += 1 }
+  return (Array(repeating: "..", count: a.count - common) + b[common...]).joined(separator: "/")
 }
 
 /// Loads every scenario under the paths, or prints every problem and exits 2.
@@ -148,23 +177,7 @@ extension KenshoBench {
 
     /// The baseline report, or exit 2 naming the file and what is wrong with it.
     func loadBaseline() throws -> RunReport? {
-      guard let baseline else { return nil }
-      do {
-        let data = try Data(contentsOf: URL(fileURLWithPath: baseline))
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        decoder.nonConformingFloatDecodingStrategy = .convertFromString(
-          positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        let report = try decoder.decode(RunReport.self, from: data)
-        guard report.format == RunReport.format else {
-          throw ValidationError("format is \"\(report.format)\", expected \"\(RunReport.format)\"")
-        }
-        return report
-      } catch {
-        FileHandle.standardError.write(
-          Data("error: \(baseline): expected a kensho-report/1 JSON report, \(describe(error))\n".utf8))
-        throw Exit.badInput
-      }
+      try baseline.map(loadReport)
     }
 
     func run() throws {
@@ -207,7 +220,8 @@ extension KenshoBench {
       var report = RunReport(
         results: results,
         metadata: RunReport.Metadata(
-          implementation: impl.map { "\(ScenarioRunner.describeAdapter($0)) (\($0))" } ?? "reference (in process)", seed: seed, startedAt: started, finishedAt: Date(),
+          implementation: impl.map { "\(ScenarioRunner.describeAdapter($0)) (\($0))" } ?? "reference (in process)",
+          seed: seed, startedAt: started, finishedAt: Date(),
           arguments: CommandLine.arguments, jemalloc: Jemalloc.version),
         complete: complete)
       if let baselineReport {
@@ -284,6 +298,119 @@ extension KenshoBench {
     func run() throws {
       let scenarios = try loadScenarios(paths, filter: nil)
       print("\(scenarios.count) scenario files valid")
+    }
+  }
+
+  struct Matrix: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Build the conformance matrix (implementations by rules) from kensho-report.json files.")
+
+    @Argument(help: "Reports of runs against different implementations.")
+    var reports: [String]
+
+    @Option(help: "Folder for kensho-matrix.html and kensho-matrix.json.")
+    var out = "Reports"
+
+    func run() throws {
+      let folder = URL(fileURLWithPath: out)
+      var columns: [ConformanceMatrix.Column] = []
+      for path in reports {
+        let report = try loadReport(path)
+        let html = URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("kensho-report.html")
+        let link = FileManager.default.fileExists(atPath: html.path) ? relativePath(html, from: folder) : nil
+        columns.append(ConformanceMatrix.Column(implementation: report.run.implementation, link: link, report: report))
+      }
+      try AtomicFile.write(
+        Data(ConformanceMatrix.html(columns).utf8), to: folder.appendingPathComponent("kensho-matrix.html"))
+      try AtomicFile.write(try ConformanceMatrix.json(columns), to: folder.appendingPathComponent("kensho-matrix.json"))
+      for c in columns {
+        let grades = Dictionary(grouping: c.report.rules, by: \.grade).mapValues(\.count)
+        print(
+          "\(c.implementation): "
+            + grades.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))
+      }
+      print("matrix in \(folder.appendingPathComponent("kensho-matrix.html").path)")
+    }
+  }
+
+  struct Catalogue: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Run scenarios against each catalogued defect of an implementation and report the catch rate.",
+      discussion: "The implementation lists its defects with `--list-defects` (NAME<TAB>text per line) and "
+        + "switches one on with `--defect NAME`, as Adapters/node/adapter.mjs does.")
+
+    @Argument(help: "Scenario files or folders of them.")
+    var paths: [String] = ["Scenarios"]
+
+    @Option(help: "The adapter command of the implementation.")
+    var impl: String
+
+    @Option(help: "Run only scenarios whose name or file contains this text.")
+    var filter: String?
+
+    @Option(help: "Folder for kensho-catalogue.json.")
+    var out = "Reports"
+
+    func run() throws {
+      let scenarios = try loadScenarios(paths, filter: filter)
+      let defects = try listDefects(impl)
+      guard !defects.isEmpty else {
+        FileHandle.standardError.write(Data("error: \(impl) --list-defects listed no defect\n".utf8))
+        throw Exit.badInput
+      }
+      var entries: [JSONValue] = []
+      var caught = 0
+      for (name, text) in defects {
+        var options = RunOptions()
+        options.adapterCommand = "\(impl) --defect \(name)"
+        let runner = ScenarioRunner(options: options)
+        var by: [String] = []
+        var rules: Set<String> = []
+        for scenario in scenarios {
+          let result = runner.run(scenario)
+          guard result.verdict != .pass else { continue }
+          by.append(scenario.name)
+          rules.formUnion(result.checks.filter { $0.verdict != .pass }.map(\.rule))
+        }
+        if !by.isEmpty { caught += 1 }
+        print(
+          "\(by.isEmpty ? "ESCAPED" : "caught ") \(name)  \(rules.sorted().joined(separator: " "))  \(by.prefix(3).joined(separator: ", "))"
+        )
+        entries.append(
+          .object([
+            "defect": .string(name), "text": .string(text), "caught": .bool(!by.isEmpty),
+            "scenarios": .array(by.map { .string($0) }), "rules": .array(rules.sorted().map { .string($0) }),
+          ]))
+      }
+      let rate = Double(caught) / Double(defects.count)
+      print(String(format: "catch rate: %d of %d defects (%.0f %%)", caught, defects.count, rate * 100))
+      let report: JSONValue = .object([
+        "format": "kensho-catalogue/1", "implementation": .string(impl), "catchRate": .double(rate),
+        "defects": .array(entries),
+      ])
+      try AtomicFile.write(
+        try KenshoCodec.encode(report), to: URL(fileURLWithPath: out).appendingPathComponent("kensho-catalogue.json"))
+      if caught < defects.count { throw Exit.failed }
+    }
+
+    func listDefects(_ command: String) throws -> [(String, String)] {
+      let process = Process()
+      process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+      process.arguments = command.split(separator: " ").map(String.init) + ["--list-defects"]
+      let pipe = Pipe()
+      process.standardOutput = pipe
+      do {
+        try process.run()
+      } catch {
+        FileHandle.standardError.write(Data("error: cannot start \(command): \(error.localizedDescription)\n".utf8))
+        throw Exit.badInput
+      }
+      let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+      process.waitUntilExit()
+      return text.split(separator: "\n").compactMap { line in
+        let parts = line.split(separator: "\t", maxSplits: 1).map(String.init)
+        return parts.first.map { ($0, parts.count > 1 ? parts[1] : "") }
+      }
     }
   }
 

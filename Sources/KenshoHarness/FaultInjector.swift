@@ -67,7 +67,9 @@ final class FaultInjector: Sendable {
         case .duplicate: copies += 1
         case .delay(let d): delay += Self.nanoseconds(d, &s.rng)
         case .forgeCancel(let from, let afterMs):
-          if m.type == .streamRequest, let worker = workersOf[from]?.sorted().first { forged.append((worker, Int64(afterMs * 1e6))) }
+          if m.type == .streamRequest, let worker = workersOf[from]?.sorted().first {
+            forged.append((worker, Int64(afterMs * 1e6)))
+          }
         }
       }
       return (drop, copies, delay)
@@ -75,7 +77,8 @@ final class FaultInjector: Sendable {
     if let network = network.withLock({ $0 }) {
       for (index, (from, after)) in forged.enumerated() {
         let forgery = KenshoMessage(
-          messageId: "forged-\(m.messageId)-\(index)", sourceWorker: from, targetWorker: m.targetWorker, type: .streamCancel,
+          messageId: "forged-\(m.messageId)-\(index)", sourceWorker: from, targetWorker: m.targetWorker,
+          type: .streamCancel,
           payload: "forged", streamId: m.streamId)
         _ = clock.schedule(at: now &+ after) { network.route(forgery, bypassingTap: true) }
       }

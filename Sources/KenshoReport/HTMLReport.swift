@@ -58,7 +58,8 @@ public enum HTMLReport {
         ["rule", "level", "grade", "text", "evidence"],
         report.rules.map { rule in
           [
-            .text(rule.id), .text(rule.level), .el("span", [("class", "grade \(rule.grade)")], text: rule.grade),
+            .el("span", [("id", "rule-\(rule.id)")], text: rule.id), .text(rule.level),
+            .el("span", [("class", "grade \(rule.grade)")], text: rule.grade),
             .text(rule.text),
             .el(
               "details", [],

@@ -247,7 +247,7 @@ final class Reader {
     }
     result.faults = faults.map(\.1)
     for (i, f) in faults {
-            var named = [f.between?.0, f.between?.1].compactMap { $0 }
+      var named = [f.between?.0, f.between?.1].compactMap { $0 }
       if case .forgeCancel(let from, _) = f.kind { named.append(from) }
       for name in named where !result.agents.contains(where: { $0.name == name }) {
         problem("$.faults[\(i)].between", expected: "names of agents in $.agents", found: "\"\(name)\"")

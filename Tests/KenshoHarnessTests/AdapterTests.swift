@@ -23,7 +23,9 @@ func lightScenarios() throws -> [Scenario] {
     "fanout-one-producer-1000-consumers",
   ]
   let folder = packageRoot.appendingPathComponent("Scenarios").path
-  return try ScenarioLoader.files(in: [folder]).map { try ScenarioLoader.load(file: $0) }.filter { !heavy.contains($0.name) }
+  return try ScenarioLoader.files(in: [folder]).map { try ScenarioLoader.load(file: $0) }.filter {
+    !heavy.contains($0.name)
+  }
 }
 
 func run(_ scenario: Scenario, impl: String?, deadline: Duration = .seconds(20)) -> ScenarioResult {
@@ -63,7 +65,8 @@ struct AdapterTests {
       ("huge", "longer than 64 MiB"), ("wrong-version", "speaks adapter protocol \"kensho-adapter/0\""),
     ])
   func misbehaving(mode: String, says: String) throws {
-    let scenario = try ScenarioLoader.load(file: packageRoot.appendingPathComponent("Scenarios/ordering-seed.json").path)
+    let scenario = try ScenarioLoader.load(
+      file: packageRoot.appendingPathComponent("Scenarios/ordering-seed.json").path)
     let started = ContinuousClock.now
     let result = run(scenario, impl: nodeAdapter + " --misbehave \(mode)", deadline: .seconds(3))
     #expect(ContinuousClock.now - started < .seconds(30))
@@ -121,6 +124,7 @@ struct DefectCatalogueTests {
       #expect(broken.verdict != .pass, "\(defect) escaped \(name)")
       caughtBy.formUnion(broken.checks.filter { $0.verdict != .pass }.map(\.rule))
     }
-    #expect(!caughtBy.isDisjoint(with: entry.rules), "\(defect) was caught on \(caughtBy), expected one of \(entry.rules)")
+    #expect(
+      !caughtBy.isDisjoint(with: entry.rules), "\(defect) was caught on \(caughtBy), expected one of \(entry.rules)")
   }
 }

@@ -9,7 +9,9 @@ struct CodecTests {
     "payload": ["x": 1], "streamId": "s1", "traceId": "t", "metadata": ["seq": 3, "note": "kept"],
   ]
 
-  func decode(_ o: [String: JSONValue], mode: ValidationMode = .received) throws -> Result<KenshoMessage, MessageRejection> {
+  func decode(_ o: [String: JSONValue], mode: ValidationMode = .received) throws -> Result<
+    KenshoMessage, MessageRejection
+  > {
     KenshoCodec.decode(try KenshoCodec.encode(.object(o)), mode: mode)
   }
 
@@ -23,7 +25,9 @@ struct CodecTests {
 
   @Test("KSP-1.2: every malformed message is a typed rejection naming the JSON path")
   func rejections() throws {
-    func expectRejected(_ change: (inout [String: JSONValue]) -> Void, _ reason: MessageRejection.Reason, _ path: String)
+    func expectRejected(
+      _ change: (inout [String: JSONValue]) -> Void, _ reason: MessageRejection.Reason, _ path: String
+    )
       throws
     {
       var o = valid
@@ -59,7 +63,9 @@ struct CodecTests {
 
   @Test("worker names follow ^[A-Za-z][A-Za-z0-9_-]{0,63}$")
   func workerNames() {
-    for ok in ["a", "Z9", "consumer-0", "a_b", String(repeating: "x", count: 64)] { #expect(Envelope.isValidWorkerName(ok)) }
+    for ok in ["a", "Z9", "consumer-0", "a_b", String(repeating: "x", count: 64)] {
+      #expect(Envelope.isValidWorkerName(ok))
+    }
     for bad in ["", "0a", "-a", "a b", "a.b", "é", String(repeating: "x", count: 65)] {
       #expect(!Envelope.isValidWorkerName(bad), "\(bad)")
     }

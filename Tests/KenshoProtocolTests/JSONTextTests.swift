@@ -13,7 +13,8 @@ struct JSONTextTests {
     case 3: return .double(Double.random(in: -1e9...1e9, using: &rng))
     case 4, 5:
       let pool = ["", "a", "é", "日本", "\"quoted\"", "back\\slash", "line\nbreak", "tab\t", "\u{1}", "😀", "/"]
-      return .string((0..<Int.random(in: 0..<4, using: &rng)).map { _ in pool.randomElement(using: &rng) ?? "" }.joined())
+      return .string(
+        (0..<Int.random(in: 0..<4, using: &rng)).map { _ in pool.randomElement(using: &rng) ?? "" }.joined())
     case 6: return .array((0..<Int.random(in: 0..<4, using: &rng)).map { _ in random(&rng, depth: depth + 1) })
     default:
       var o: [String: JSONValue] = [:]
