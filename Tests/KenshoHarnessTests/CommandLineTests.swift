@@ -3,16 +3,8 @@ import Testing
 
 /// Runs the built `kensho-bench` (beside this test binary) and returns its exit code and output.
 func kenshoBench(_ arguments: [String]) throws -> (code: Int32, stdout: String, stderr: String) {
-  let here = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-  var folder = here.deletingLastPathComponent()
-  // On Linux the tests run from `<build>/debug/<name>.xctest`, so the tool sits beside it.
-  while !FileManager.default.fileExists(atPath: folder.appendingPathComponent("kensho-bench").path)
-    && folder.path != "/"
-  {
-    folder = folder.deletingLastPathComponent()
-  }
   let process = Process()
-  process.executableURL = folder.appendingPathComponent("kensho-bench")
+  process.executableURL = URL(fileURLWithPath: builtProduct("kensho-bench"))
   process.arguments = arguments
   process.currentDirectoryURL = packageRoot
   let out = Pipe()
@@ -148,15 +140,8 @@ struct CommandLineReportTests {
 
   @Test("Ctrl-C during a run still writes a valid report, marked incomplete")
   func interruptWritesIncompleteReport() throws {
-    let here = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-    var folder = here.deletingLastPathComponent()
-    while !FileManager.default.fileExists(atPath: folder.appendingPathComponent("kensho-bench").path)
-      && folder.path != "/"
-    {
-      folder = folder.deletingLastPathComponent()
-    }
     let process = Process()
-    process.executableURL = folder.appendingPathComponent("kensho-bench")
+    process.executableURL = URL(fileURLWithPath: builtProduct("kensho-bench"))
     process.arguments = ["Scenarios/soak-long-streams.json", "--out", out.path]
     process.currentDirectoryURL = packageRoot
     process.standardOutput = FileHandle.nullDevice
@@ -178,15 +163,8 @@ struct HeapProfileTests {
   @Test("with MALLOC_CONF=prof:true a failed leak verdict writes a heap profile and prints the jeprof command")
   func heapProfileWritten() throws {
     let out = FileManager.default.temporaryDirectory.appendingPathComponent("kensho-heap-\(UUID().uuidString)")
-    let here = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-    var folder = here.deletingLastPathComponent()
-    while !FileManager.default.fileExists(atPath: folder.appendingPathComponent("kensho-bench").path)
-      && folder.path != "/"
-    {
-      folder = folder.deletingLastPathComponent()
-    }
     let process = Process()
-    process.executableURL = folder.appendingPathComponent("kensho-bench")
+    process.executableURL = URL(fileURLWithPath: builtProduct("kensho-bench"))
     process.arguments = [
       "Scenarios/soak-many-streams.json", "--out", out.path, "--leaking-reference-for-testing", "--format", "json",
     ]
