@@ -96,6 +96,7 @@ const ops = {
     };
     if (op.timeoutMs !== undefined) callbacks.timeout = op.timeoutMs;
     if (op.creditWindow !== undefined) callbacks.creditWindow = op.creditWindow;
+    if (op.traceId !== undefined) callbacks.traceId = op.traceId;
     streamId = busFor(worker).callAgentStream(op.target, op.method, op.args ?? null, callbacks);
     if (misbehave === 'hang') for (;;) { /* never answers */ }
     return { streamId };

@@ -125,6 +125,14 @@ public final class LocalNetwork: Sendable {
     deliver(message, route, bypassingTap: bypassingTap)
   }
 
+  /// Hands a message to `worker`, whatever its `targetWorker` says (for a harness that forges
+  /// misaddressed messages), bypassing the queue and the tap.
+  public func route(_ message: KenshoMessage, to worker: String) {
+    guard let receiver = state.withLock({ $0.routes[worker] }) else { return }
+    arrival?(message)
+    receiver.receive(message)
+  }
+
   @inline(__always)
   private func deliver(_ message: KenshoMessage, _ route: Route, bypassingTap: Bool = false) {
     if !bypassingTap, let tap, tap(message) == .drop { return }

@@ -48,7 +48,7 @@ final class FaultInjector: Sendable {
   func apply(_ m: KenshoMessage) -> LocalNetwork.Verdict {
     guard !faults.isEmpty else { return .deliver }
     let now = clock.nanoseconds()
-    var forged: [(String, Int64)] = []
+    var forged: [(Fault.Forgery, String?, Int64)] = []
     let (drop, copies, delay): (Bool, Int, Int64) = state.withLock { s in
       var drop = false
       var copies = 0
@@ -66,21 +66,20 @@ final class FaultInjector: Sendable {
         case .drop: drop = true
         case .duplicate: copies += 1
         case .delay(let d): delay += Self.nanoseconds(d, &s.rng)
-        case .forgeCancel(let from, let afterMs):
-          if m.type == .streamRequest, let worker = workersOf[from]?.sorted().first {
-            forged.append((worker, Int64(afterMs * 1e6)))
+        case .forge(let what, let from, let afterMs):
+          let trigger: MessageType = what == .chunkAfterEnd ? .streamEnd : .streamRequest
+          if m.type == trigger {
+            forged.append((what, from.flatMap { workersOf[$0]?.sorted().first }, Int64(afterMs * 1e6)))
           }
         }
       }
       return (drop, copies, delay)
     }
     if let network = network.withLock({ $0 }) {
-      for (index, (from, after)) in forged.enumerated() {
-        let forgery = KenshoMessage(
-          messageId: "forged-\(m.messageId)-\(index)", sourceWorker: from, targetWorker: m.targetWorker,
-          type: .streamCancel,
-          payload: "forged", streamId: m.streamId)
-        _ = clock.schedule(at: now &+ after) { network.route(forgery, bypassingTap: true) }
+      for (index, (what, from, after)) in forged.enumerated() {
+        for (forgery, recipient) in Self.forgeries(what, for: m, from: from, index: index) {
+          _ = clock.schedule(at: now &+ after) { network.route(forgery, to: recipient) }
+        }
       }
     }
     if drop { return .drop }
@@ -94,6 +93,52 @@ final class FaultInjector: Sendable {
       return .drop
     }
     return .deliver
+  }
+
+  /// The forged messages for `m` (a stream_request, or a stream_end), with the worker each is
+  /// handed to.
+  static func forgeries(_ what: Fault.Forgery, for m: KenshoMessage, from: String?, index: Int) -> [(
+    KenshoMessage, String
+  )] {
+    let id = "forged-\(index)-\(m.messageId)"
+    // For a stream_request the consumer is its sender; for a stream_end, its target.
+    let (consumer, producer) =
+      m.type == .streamEnd ? (m.targetWorker, m.sourceWorker) : (m.sourceWorker, m.targetWorker)
+    func chunk(_ messageId: String, source: String, target: String, seq: Int?) -> KenshoMessage {
+      var c = KenshoMessage(
+        messageId: messageId, sourceWorker: source, targetWorker: target, type: .streamChunk, payload: "forged",
+        streamId: m.streamId)
+      c.seq = seq
+      return c
+    }
+    switch what {
+    case .cancel:
+      guard let from else { return [] }
+      return [
+        (
+          KenshoMessage(
+            messageId: id, sourceWorker: from, targetWorker: producer, type: .streamCancel, payload: "forged",
+            streamId: m.streamId), producer
+        )
+      ]
+    case .malformedChunk:
+      return [
+        (chunk(id, source: "9-not-a-worker", target: consumer, seq: 0), consumer),
+        (chunk(String(repeating: "x", count: 300), source: producer, target: consumer, seq: 0), consumer),
+      ]
+    case .misaddressedChunk:
+      return [(chunk(id, source: producer, target: "someoneElse", seq: 0), consumer)]
+    case .errorWithoutError:
+      return [
+        (
+          KenshoMessage(
+            messageId: id, sourceWorker: producer, targetWorker: consumer, type: .streamError, payload: .null,
+            streamId: m.streamId), consumer
+        )
+      ]
+    case .chunkAfterEnd:
+      return [(chunk(id, source: producer, target: consumer, seq: m.seq), consumer)]
+    }
   }
 
   private func matches(_ f: Fault, _ m: KenshoMessage, now: Int64) -> Bool {
@@ -136,7 +181,8 @@ extension Fault {
     case .delay(.constant(let ms)): parts = ["delay \(ms) ms"]
     case .delay(.uniform(let lo, let hi)): parts = ["delay \(lo)–\(hi) ms"]
     case .delay(.exponential(let mean)): parts = ["delay exp(mean \(mean) ms)"]
-    case .forgeCancel(let from, let after): parts = ["forged stream_cancel from \(from) after \(after) ms"]
+    case .forge(let what, let from, let after):
+      parts = ["forged \(what.rawValue)" + (from.map { " from \($0)" } ?? "") + " after \(after) ms"]
     }
     if !types.isEmpty { parts.append(types.map(\.rawValue).sorted().joined(separator: "|")) }
     if let nth { parts.append("nth=\(nth)") }

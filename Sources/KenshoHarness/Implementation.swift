@@ -13,7 +13,7 @@ protocol BusUnderTest: AnyObject, Sendable {
     handler: @escaping @Sendable (JSONValue, any EmitterUnderTest) -> Void)
   func open(
     _ target: String, method: String, args: JSONValue, callbacks: StreamCallbacks, throwing: Set<CallbackKind>,
-    opened: @escaping (String) -> Void
+    traceId: String?, opened: @escaping (String) -> Void
   ) throws -> String
   @discardableResult func cancel(_ streamId: String, reason: JSONValue) -> Bool
   func dispose()
@@ -43,10 +43,10 @@ extension MessageBus: BusUnderTest {
 
   func open(
     _ target: String, method: String, args: JSONValue, callbacks: StreamCallbacks, throwing: Set<CallbackKind>,
-    opened: @escaping (String) -> Void
+    traceId: String?, opened: @escaping (String) -> Void
   ) throws -> String {
     // In process, the harness's own callbacks throw.
-    try callStream(target, method: method, args: args, callbacks: callbacks, opened: opened)
+    try callStream(target, method: method, args: args, callbacks: callbacks, traceId: traceId, opened: opened)
   }
 
   func cancel(_ streamId: String, reason: JSONValue) -> Bool { cancelStream(streamId, reason: reason) }

@@ -87,6 +87,21 @@ final class ReferenceRun: Sendable {
           }
           if invalid != nil { s.invalidWireCount += 1 }
           if m.type == .streamRequest && s.traceStreamId == nil { s.traceStreamId = m.streamId }
+          if m.type.isStream, let id = m.streamId, let i = s.streamIndex[id] {
+            if let expected = s.records[i].traceId, m.traceId != expected, s.records[i].traceProblem == nil {
+              s.records[i].traceProblem =
+                "\(m.type.rawValue) \(m.messageId) carries traceId \(m.traceId ?? "none"), expected \(expected)"
+            }
+            if m.type == .streamRequest {
+              s.records[i].requests += 1
+              let group = scenario.workload[s.records[i].group]
+              let expectedPayload: JSONValue = .object(["method": .string(group.method), "args": group.args])
+              if m.payload != expectedPayload && s.records[i].requestProblem == nil {
+                s.records[i].requestProblem =
+                  "stream_request payload \(Self.brief(m.payload)), expected \(Self.brief(expectedPayload))"
+              }
+            }
+          }
           if m.streamId != nil && m.streamId == s.traceStreamId && s.trace.count < 64 {
             s.trace.append(
               TraceEntry(
@@ -177,6 +192,14 @@ final class ReferenceRun: Sendable {
     state.withLock { $0.wallStart = started }
     scheduleSampling()
     for (index, group) in scenario.workload.enumerated() { startGroup(index, group) }
+    for action in scenario.actions {
+      _ = clock.schedule(at: Int64(action.atMs * 1e6)) { [self] in
+        switch action.kind {
+        case .dispose(let agent):
+          for worker in scenario.workers(agent) { buses[worker]?.dispose() }
+        }
+      }
+    }
     let deadline = Int64(scenario.time.deadlineMs * 1e6)
     let wallLimit = started &+ wallDeadline.nanoseconds
     var problem: String?
@@ -325,11 +348,17 @@ final class ReferenceRun: Sendable {
     var withCredit = callbacks
     withCredit.creditWindow = group.creditWindow
     do {
+      let traceId = group.traced ? "trace-\(stream)" : nil
       _ = try bus.open(
         producer, method: group.method, args: group.args, callbacks: withCredit, throwing: group.throwingCallbacks,
+        traceId: traceId,
         opened: { id in
           self.state.withLock { s in
             s.records[stream].streamId = id
+            s.records[stream].traceId = traceId
+            if s.streamIndex[id] != nil {
+              s.records[stream].requestProblem = "streamId \(id) was already used by another stream"
+            }
             s.streamIndex[id] = stream
           }
         })
@@ -649,6 +678,10 @@ struct StreamRecord: Sendable {
   var outcome: Outcome?
   /// How the summary differed from what the producer sent, when it did.
   var summaryProblem: String?
+  var traceId: String?
+  var traceProblem: String?
+  var requests = 0
+  var requestProblem: String?
   var mismatch: String?
   var lateCallback: String?
   var intendedOpen: Int64 = 0

@@ -209,7 +209,7 @@ final class RemoteBus: BusUnderTest, TransportReceiver, Sendable {
 
   func open(
     _ target: String, method: String, args: JSONValue, callbacks: StreamCallbacks, throwing: Set<CallbackKind>,
-    opened: @escaping (String) -> Void
+    traceId: String?, opened: @escaping (String) -> Void
   ) throws -> String {
     // Scenario callbacks that throw must throw inside the implementation (KSP-4.2, 5.4).
     var fields: [String: JSONValue] = [
@@ -218,6 +218,7 @@ final class RemoteBus: BusUnderTest, TransportReceiver, Sendable {
     ]
     if let timeout = callbacks.timeout { fields["timeoutMs"] = .double(Double(timeout.nanoseconds) / 1e6) }
     if let window = callbacks.creditWindow { fields["creditWindow"] = .int(Int64(window)) }
+    if let traceId { fields["traceId"] = .string(traceId) }
     guard let ack = host.perform(worker, "call", fields), let streamId = ack["streamId"]?.stringValue else {
       throw BusError.disposed
     }

@@ -314,6 +314,23 @@ struct Judge {
         bad == nil && total == expectedTotal, "the handler runs \(perStream)× per stream (\(expectedTotal) in all)",
         "\(total) runs", bad.map { "\(label($0.offset, $0.element)): \($0.element.handlerRuns) runs" })
 
+    case .streamRequests:
+      let bad = records.enumerated().first { $0.element.requests != 1 || $0.element.requestProblem != nil }
+      return judge(
+        bad == nil && !records.isEmpty, "one stream_request {method, args} per stream, fresh ids",
+        "\(records.count) streams",
+        bad.map {
+          "\(label($0.offset, $0.element)): \($0.element.requestProblem ?? "\($0.element.requests) stream_requests")"
+        })
+
+    case .tracePropagated:
+      let traced = records.filter { $0.traceId != nil }
+      let bad = records.enumerated().first { $0.element.traceProblem != nil }
+      return judge(
+        bad == nil && !traced.isEmpty, "every message of a traced stream carries its traceId",
+        "\(traced.count) traced streams",
+        bad.map { "\(label($0.offset, $0.element)): \($0.element.traceProblem ?? "")" })
+
     case .wireValid:
       let (count, examples) = run.state.withLock { ($0.invalidWireCount, $0.invalidWire) }
       let total = metrics.messages.values.reduce(0, +)

@@ -121,7 +121,7 @@ func milliseconds(_ v: JSONValue?) -> Duration? { v?.doubleValue.map { .nanoseco
     callbacks.creditWindow = op["creditWindow"]?.intValue.map { Int($0) }
     let id = try bus().callStream(
       op["target"]?.stringValue ?? "", method: op["method"]?.stringValue ?? "", args: op["args"] ?? .null,
-      callbacks: callbacks, opened: { id in streamBox.id.withLock { $0 = id } })
+      callbacks: callbacks, traceId: op["traceId"]?.stringValue, opened: { id in streamBox.id.withLock { $0 = id } })
     return ["streamId": .string(id)]
   case "cancel":
     return ["result": .bool(try bus().cancelStream(op["streamId"]?.stringValue ?? "", reason: op["reason"] ?? .null))]

@@ -197,7 +197,7 @@ final class Reader {
   func scenario(_ json: JSONValue) -> Scenario? {
     let top: Set = [
       "$schema", "format", "name", "description", "seed", "time", "agents", "workload", "expect", "rules", "regression",
-      "faults",
+      "faults", "actions",
     ]
     guard let o = object(json, "$", allowed: top) else { return nil }
     let format = string(o, "format", "$", required: true)
@@ -246,9 +246,18 @@ final class Reader {
       fault(v, "$.faults[\(i)]").map { (i, $0) }
     }
     result.faults = faults.map(\.1)
+    for (i, a) in (array(o, "actions", "$") ?? []).enumerated() {
+      let path = "$.actions[\(i)]"
+      guard let ao = object(a, path, allowed: ["atMs", "dispose"]) else { continue }
+      guard let agent = string(ao, "dispose", path, required: true) else { continue }
+      if !result.agents.contains(where: { $0.name == agent }) {
+        problem("\(path).dispose", expected: "the name of an agent in $.agents", found: "\"\(agent)\"")
+      }
+      result.actions.append(Action(atMs: number(ao, "atMs", path, min: 0) ?? 0, kind: .dispose(agent)))
+    }
     for (i, f) in faults {
       var named = [f.between?.0, f.between?.1].compactMap { $0 }
-      if case .forgeCancel(let from, _) = f.kind { named.append(from) }
+      if case .forge(_, let from?, _) = f.kind { named.append(from) }
       for name in named where !result.agents.contains(where: { $0.name == name }) {
         problem("$.faults[\(i)].between", expected: "names of agents in $.agents", found: "\"\(name)\"")
       }
@@ -389,7 +398,8 @@ final class Reader {
 
   func fault(_ v: JSONValue, _ path: String) -> Fault? {
     let common: Set = ["kind", "types", "nth", "probability", "between", "fromMs", "untilMs"]
-    guard let o = object(v, path, allowed: common.union(["distribution", "ms", "minMs", "maxMs", "from"])) else {
+    guard let o = object(v, path, allowed: common.union(["distribution", "ms", "minMs", "maxMs", "from", "forge"]))
+    else {
       return nil
     }
     let kindName = string(o, "kind", path, required: true)
@@ -434,12 +444,22 @@ final class Reader {
         problem("\(path).distribution", expected: "\"constant\", \"uniform\" or \"exponential\"", found: "\"\(other)\"")
         kind = nil
       }
-    case "forge_cancel"?:
-      onlyMembers(o, common.union(["from", "ms"]), path, kind: "forge_cancel")
-      guard let from = string(o, "from", path, required: true) else { return nil }
-      kind = .forgeCancel(from: from, afterMs: number(o, "ms", path, min: 0) ?? 0)
+    case "forge"?:
+      onlyMembers(o, common.union(["forge", "from", "ms"]), path, kind: "forge")
+      let what = string(o, "forge", path, required: true)
+      guard let what, let forgery = Fault.Forgery(rawValue: what) else {
+        if let what {
+          problem(
+            "\(path).forge", expected: "one of " + Fault.Forgery.allCases.map(\.rawValue).joined(separator: ", "),
+            found: "\"\(what)\"")
+        }
+        return nil
+      }
+      let from = string(o, "from", path, required: forgery == .cancel)
+      if forgery == .cancel && from == nil { return nil }
+      kind = .forge(forgery, from: from, afterMs: number(o, "ms", path, min: 0) ?? 0)
     case let other?:
-      problem("\(path).kind", expected: "\"drop\", \"duplicate\", \"delay\" or \"forge_cancel\"", found: "\"\(other)\"")
+      problem("\(path).kind", expected: "\"drop\", \"duplicate\", \"delay\" or \"forge\"", found: "\"\(other)\"")
       kind = nil
     case nil: kind = nil
     }
@@ -453,7 +473,7 @@ final class Reader {
   func group(_ v: JSONValue, _ path: String) -> WorkloadGroup? {
     let allowed: Set = [
       "consumers", "producers", "method", "args", "streams", "concurrency", "ratePerSecond", "startMs", "timeoutMs",
-      "cancelAfterChunks", "throwIn", "creditWindow",
+      "cancelAfterChunks", "throwIn", "creditWindow", "traced",
     ]
     guard let o = object(v, path, allowed: allowed) else { return nil }
     let consumers = string(o, "consumers", path, required: true)
@@ -478,6 +498,7 @@ final class Reader {
       cancelAfterChunks: integer(o, "cancelAfterChunks", path, min: 0),
       throwingCallbacks: throwing)
     group.creditWindow = integer(o, "creditWindow", path, min: 1, max: 1 << 30)
+    group.traced = bool(o, "traced", path) ?? false
     return group
   }
 
@@ -519,6 +540,8 @@ final class Reader {
     case "active_streams_empty"?: kind = object(v, path, allowed: base).map { _ in .activeStreamsEmpty }
     case "timeout_window"?: kind = object(v, path, allowed: base).map { _ in .timeoutWindow }
     case "wire_valid"?: kind = object(v, path, allowed: base).map { _ in .wireValid }
+    case "stream_requests"?: kind = object(v, path, allowed: base).map { _ in .streamRequests }
+    case "trace_propagated"?: kind = object(v, path, allowed: base).map { _ in .tracePropagated }
     case "payload_sha256"?: kind = object(v, path, allowed: base).map { _ in .payloadDigest }
     case "handler_runs"?:
       kind = object(v, path, allowed: base.union(["perStream"])).map { o in

@@ -19,6 +19,8 @@ public struct Scenario: Sendable, Hashable {
   public var regressionLimits: [Metric: Double] = [:]
   /// Faults the harness network injects, in order; seeded by ``seed``.
   public var faults: [Fault] = []
+  /// Things the harness does at set times: dispose an agent's buses (KSP-10.1).
+  public var actions: [Action] = []
   /// The file the scenario came from, when it came from one.
   public var file: String?
 
@@ -178,6 +180,8 @@ public struct WorkloadGroup: Sendable, Hashable {
   public var throwingCallbacks: Set<CallbackKind>
   /// Flow control (KSP-FC): the credit window each stream offers; nil: no flow control.
   public var creditWindow: Int?
+  /// Open each stream with a `traceId` (`trace-<n>`), which all its messages must carry (KSP-1.4).
+  public var traced = false
 
   public init(
     consumers: String, producers: String, method: String, args: JSONValue = .null, streams: Int = 1,
@@ -227,6 +231,11 @@ public struct Expectation: Sendable, Hashable {
     case handlerRuns(Int)
     /// Every message on the wire is a well-formed envelope (KSP-1.1).
     case wireValid
+    /// Each stream was opened with exactly one `stream_request` whose payload is
+    /// `{ method, args }` as called (KSP-2.1).
+    case streamRequests
+    /// Every message of a traced stream carries its `traceId` (KSP-1.4).
+    case tracePropagated
     /// The SHA-256 of the bytes received equals that of the bytes sent (KSP-3.2).
     case payloadDigest
     /// Memory allocated after the run is back within `maxBytes` of its baseline (KSP-9.2).
@@ -311,6 +320,8 @@ extension Expectation.Kind {
     case .timeoutWindow: "timeout_window"
     case .handlerRuns: "handler_runs"
     case .wireValid: "wire_valid"
+    case .streamRequests: "stream_requests"
+    case .tracePropagated: "trace_propagated"
     case .payloadDigest: "payload_sha256"
     case .memoryReturns: "memory_returns"
     case .peakMemory: "peak_memory"
@@ -329,6 +340,8 @@ extension Expectation.Kind {
     case .timeoutWindow: "KSP-6.2"
     case .handlerRuns: "KSP-2.4"
     case .wireValid: "KSP-1.1"
+    case .streamRequests: "KSP-2.1"
+    case .tracePropagated: "KSP-1.4"
     case .payloadDigest: "KSP-3.2"
     case .memoryReturns: "KSP-9.2"
     case .peakMemory: "KSP-9.3"
@@ -346,6 +359,7 @@ extension Expectation.Kind {
   public static let checkNames = [
     "ordered_delivery", "exactly_one_terminal", "outcome", "summary_preserved", "active_streams_empty",
     "timeout_window", "handler_runs", "wire_valid", "payload_sha256", "memory_returns", "peak_memory", "no_leak",
+    "stream_requests", "trace_propagated",
   ]
 }
 
@@ -360,9 +374,23 @@ public struct Fault: Sendable, Hashable {
     /// The message arrives late, by a delay drawn from the distribution (messages overtake
     /// each other when delays differ).
     case delay(Distribution)
-    /// For each matching `stream_request`, a forged `stream_cancel` for its stream reaches the
-    /// producer `afterMs` later, sent by the agent `from`, not the consumer (KSP-7.3).
-    case forgeCancel(from: String, afterMs: Double)
+    /// A forged message for each matching stream, `afterMs` after its `stream_request` (after its
+    /// `stream_end` for ``Forgery/chunkAfterEnd``).
+    case forge(Forgery, from: String?, afterMs: Double)
+  }
+
+  /// Messages the harness forges, each testing one rule of the receiving bus.
+  public enum Forgery: String, Sendable, Hashable, CaseIterable {
+    /// A `stream_cancel` to the producer from agent `from`, not the consumer (KSP-7.3).
+    case cancel
+    /// Chunks to the consumer that break KSP-1.1: an invalid sender name, an oversized id (KSP-1.2).
+    case malformedChunk = "malformed_chunk"
+    /// A chunk handed to the consumer though addressed to another worker (KSP-1.3).
+    case misaddressedChunk = "misaddressed_chunk"
+    /// A `stream_error` from the producer without an `error` field (KSP-5.3).
+    case errorWithoutError = "error_without_error"
+    /// A chunk from the producer after the stream ended (KSP-3.5).
+    case chunkAfterEnd = "chunk_after_end"
   }
 
   /// Delays in milliseconds of scenario time.
@@ -407,5 +435,21 @@ public struct Fault: Sendable, Hashable {
     hasher.combine(kind)
     hasher.combine(types)
     hasher.combine(nth)
+  }
+}
+
+/// Something the harness does at a set scenario time.
+public struct Action: Sendable, Hashable {
+  public enum Kind: Sendable, Hashable {
+    /// Dispose the buses of this agent (KSP-10.1).
+    case dispose(String)
+  }
+
+  public var atMs: Double
+  public var kind: Kind
+
+  public init(atMs: Double, kind: Kind) {
+    self.atMs = atMs
+    self.kind = kind
   }
 }
