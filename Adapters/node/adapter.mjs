@@ -103,6 +103,11 @@ const ops = {
   },
   cancel(op) { return { result: busFor(op.worker).cancelStream(op.streamId, op.reason ?? null) }; },
   chunk(op) { return emitterOp(op, (e) => e.chunk(op.data ?? null)); },
+  chunks(op) {
+    let sent = 0;
+    const ack = emitterOp(op, (e) => { for (const data of op.data ?? []) { e.chunk(data); sent += 1; } });
+    return { ...ack, sent };
+  },
   end(op) { return emitterOp(op, (e) => e.end(op.summary ?? null)); },
   error(op) {
     return emitterOp(op, (e) => {
@@ -116,7 +121,8 @@ const ops = {
     if (misbehave === 'crash') process.exit(3);
     if (misbehave === 'garbage') emit('this is not JSON');
     if (misbehave === 'huge') out.push('"' + 'x'.repeat(70 * 1024 * 1024) + '"');
-    busFor(op.worker).receive(op.message);
+    const bus = busFor(op.worker);
+    for (const message of op.messages ?? [op.message]) bus.receive(message);
     return {};
   },
   peer_down(op) { busFor(op.worker).peerDown(op.peer); return {}; },

@@ -26,9 +26,27 @@ protocol EmitterUnderTest: AnyObject, Sendable {
   func end(_ summary: JSONValue) throws(EmitterError)
   func error(_ error: SerializedError) throws(EmitterError)
   func onCredit(_ handler: @escaping @Sendable () -> Void)
+  /// Whether `chunks(_:)` should get many chunks at a time (one round trip to an adapter for
+  /// all of them) rather than one.
+  var prefersBatches: Bool { get }
+  /// Sends chunks in order until one is refused; returns how many were sent, and the refusal.
+  func chunks(_ batch: [JSONValue]) -> (sent: Int, refusal: EmitterError?)
 }
 
-extension StreamEmitter: EmitterUnderTest {}
+extension StreamEmitter: EmitterUnderTest {
+  var prefersBatches: Bool { false }
+
+  func chunks(_ batch: [JSONValue]) -> (sent: Int, refusal: EmitterError?) {
+    for (i, value) in batch.enumerated() {
+      do throws(EmitterError) {
+        try chunk(value)
+      } catch {
+        return (i, error)
+      }
+    }
+    return (batch.count, nil)
+  }
+}
 
 extension MessageBus: BusUnderTest {
   func register(

@@ -485,13 +485,53 @@ final class ReferenceRun: Sendable {
   ) {
     if state.withLock({ $0.crashed.contains(worker) }) { return }
     let step = Int64(behaviour.intervalMs * 1e6)
-    let batch = step == 0 ? 256 : 1
     var index = next
     let (streamIndex, intendedOpen) = state.withLock { s in
       let i = s.streamIndex[stream.streamId]
       return (i, i.map { s.records[$0].intendedOpen } ?? clock.nanoseconds())
     }
-    while index < behaviour.chunks && index < next + batch {
+    // As fast as possible: 256 chunks a turn. With an interval, every chunk due by now; an
+    // interval under the burst window makes bursts, one a window, instead of a timer a chunk.
+    let now = clock.nanoseconds()
+    let batch: Int
+    if step == 0 {
+      batch = 256
+    } else {
+      var due = next
+      while due < behaviour.chunks && intendedOpen &+ Int64(due + 1) &* step <= now { due += 1 }
+      batch = max(1, due - next)
+    }
+    if stream.prefersBatches {
+      // An adapter: one round trip for the whole batch.
+      let end = min(behaviour.chunks, next + batch)
+      let values = (next..<end).map { generator.chunk($0) }
+      let sentAt = wall.nanoseconds()
+      let now = clock.nanoseconds()
+      state.withLock { s in
+        s.emitted += values.count
+        if let i = streamIndex, options.measure {
+          for k in next..<end {
+            s.records[i].emits.append(
+              Emit(wall: sentAt, intended: step > 0 ? intendedOpen &+ Int64(k + 1) &* step : now))
+          }
+        }
+      }
+      let (sent, refusal) = stream.chunks(values)
+      state.withLock { s in
+        guard let i = streamIndex else { return }
+        for _ in sent..<values.count { _ = s.records[i].emits.popLast() }
+        if digests {
+          if s.records[i].sentDigest == nil { s.records[i].sentDigest = RunningDigest() }
+          for k in next..<(next + sent) { s.records[i].sentDigest?.update(data: generator.bytes(k)) }
+        }
+      }
+      index = next + sent
+      if let refusal {
+        if refusal == .noCredit { resumeOnCredit(worker, behaviour, generator, stream, at: index) }
+        return
+      }
+    }
+    while !stream.prefersBatches && index < behaviour.chunks && index < next + batch {
       let value = generator.chunk(index)
       let sentAt = wall.nanoseconds()
       // When chunks follow a schedule, latency counts from when each was due (no coordinated
@@ -511,22 +551,16 @@ final class ReferenceRun: Sendable {
         try stream.chunk(value)
       } catch {
         if let i = streamIndex { state.withLock { _ = $0.records[i].emits.popLast() } }
-        if error == .noCredit {
-          // Flow control: wait for the consumer's credit, then carry on from this chunk.
-          let resume = index
-          stream.onCredit { [self] in
-            _ = clock.schedule(at: clock.nanoseconds()) {
-              self.pump(worker: worker, behaviour: behaviour, generator: generator, stream: stream, next: resume)
-            }
-          }
-        }
+        if error == .noCredit { resumeOnCredit(worker, behaviour, generator, stream, at: index) }
         return  // cancelled or closed: the producer stops
       }
       index += 1
     }
     if index < behaviour.chunks {
       let resume = index
-      _ = clock.schedule(at: clock.nanoseconds() &+ step) { [self] in
+      let nextDue = step == 0 ? clock.nanoseconds() : intendedOpen &+ Int64(index + 1) &* step
+      let at = step > 0 && step < Self.burstWindow ? max(nextDue, clock.nanoseconds() &+ Self.burstWindow) : nextDue
+      _ = clock.schedule(at: at) { [self] in
         pump(worker: worker, behaviour: behaviour, generator: generator, stream: stream, next: resume)
       }
       return
@@ -539,6 +573,22 @@ final class ReferenceRun: Sendable {
       try? stream.error(SerializedError(thrown: error))
     case .hang: break
     case .crash(let announced): crash(worker, announced: announced)
+    }
+  }
+
+  /// Producers with intervals shorter than this emit in bursts, one burst per window of
+  /// scenario time (1 ms), rather than one timer per chunk.
+  static let burstWindow: Int64 = 1_000_000
+
+  /// Flow control: waits for the consumer's credit, then carries on from chunk `index`.
+  private func resumeOnCredit(
+    _ worker: String, _ behaviour: ProducerBehaviour, _ generator: ChunkGenerator, _ stream: any EmitterUnderTest,
+    at index: Int
+  ) {
+    stream.onCredit { [self] in
+      _ = clock.schedule(at: clock.nanoseconds()) {
+        self.pump(worker: worker, behaviour: behaviour, generator: generator, stream: stream, next: index)
+      }
     }
   }
 

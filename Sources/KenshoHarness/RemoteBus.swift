@@ -96,11 +96,58 @@ final class AdapterHost: Sendable {
 
   private let handlePending = Mutex<[(String, [String: JSONValue])]>([])
 
-  /// Handles the events collected by operations, in order, until none are left.
+  private struct Deliveries {
+    var depth = 0
+    var flushing = false
+    var pending: [(String, KenshoMessage)] = []
+  }
+
+  private let deliveries = Mutex(Deliveries())
+
+  /// Handles the events collected by operations, in order, until none are left; then hands
+  /// the messages that arrived meanwhile to their workers.
   func drain() {
+    deliveries.withLock { $0.depth += 1 }
     while let (worker, event) = handlePending.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) {
       handle(worker, event)
     }
+    let flushNow = deliveries.withLock { d in
+      d.depth -= 1
+      return d.depth == 0 && !d.flushing && !d.pending.isEmpty
+    }
+    if flushNow { flushDeliveries() }
+  }
+
+  /// A message for `worker`. Messages that arrive while events are being handled go to their
+  /// workers together afterwards, one `deliver` each worker, in the order they arrived.
+  func deliver(_ message: KenshoMessage, to worker: String) {
+    let now = deliveries.withLock { d in
+      d.pending.append((worker, message))
+      return d.depth == 0 && !d.flushing
+    }
+    if now { flushDeliveries() }
+  }
+
+  private func flushDeliveries() {
+    deliveries.withLock { $0.flushing = true }
+    while true {
+      let batch = deliveries.withLock { d in
+        defer { d.pending = [] }
+        return d.pending
+      }
+      if batch.isEmpty { break }
+      var order: [String] = []
+      var groups: [String: [JSONValue]] = [:]
+      for (worker, message) in batch {
+        if groups[worker] == nil { order.append(worker) }
+        groups[worker, default: []].append(KenshoCodec.json(message))
+      }
+      for worker in order {
+        perform(worker, "deliver", ["messages": .array(groups[worker] ?? [])])
+        drain()
+      }
+    }
+    deliveries.withLock { $0.flushing = false }
   }
 
   private func handle(_ worker: String, _ event: [String: JSONValue]) {
@@ -239,10 +286,9 @@ final class RemoteBus: BusUnderTest, TransportReceiver, Sendable {
     host.drain()
   }
 
-  // TransportReceiver: the harness network delivers to this worker.
+  // TransportReceiver: the harness network delivers to this worker (batched by the host).
   func receive(_ message: KenshoMessage) {
-    host.perform(worker, "deliver", ["message": KenshoCodec.json(message)])
-    host.drain()
+    host.deliver(message, to: worker)
   }
 
   func peerDown(_ worker: String) {
@@ -307,6 +353,20 @@ final class RemoteEmitter: EmitterUnderTest, Sendable {
 
   func onCredit(_ handler: @escaping @Sendable () -> Void) {
     creditHandler.withLock { $0 = handler }
+  }
+
+  var prefersBatches: Bool { true }
+
+  func chunks(_ batch: [JSONValue]) -> (sent: Int, refusal: EmitterError?) {
+    let ack = host.perform(worker, "chunks", ["streamId": .string(streamId), "data": .array(batch)])
+    host.drain()
+    let sent = Int(ack?["sent"]?.intValue ?? 0)
+    switch ack?["result"]?.stringValue {
+    case "ok"?: return (sent, nil)
+    case "no_credit"?: return (sent, .noCredit)
+    case "cancelled"?: return (sent, .cancelled)
+    default: return (sent, .closed)
+    }
   }
 
   func creditArrived() {

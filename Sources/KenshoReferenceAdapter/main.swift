@@ -148,11 +148,34 @@ func milliseconds(_ v: JSONValue?) -> Duration? { v?.doubleValue.map { .nanoseco
       return ["result": "closed"]
     }
   case "deliver":
-    switch KenshoCodec.message(from: op["message"] ?? .null) {
-    case .success(let message): try bus().receive(message)
-    case .failure: break  // the bus would drop it too (KSP-1.2)
+    let target = try bus()
+    for raw in op["messages"]?.arrayValue ?? [op["message"] ?? .null] {
+      switch KenshoCodec.message(from: raw) {
+      case .success(let message): target.receive(message)
+      case .failure: break  // the bus would drop it too (KSP-1.2)
+      }
     }
     return [:]
+  case "chunks":
+    let streamId = op["streamId"]?.stringValue ?? ""
+    guard let emitter = emitters.withLock({ $0[streamId] }) else { return ["result": "closed", "sent": 0] }
+    var sent = 0
+    do {
+      for data in op["data"]?.arrayValue ?? [] {
+        try emitter.chunk(data)
+        sent += 1
+      }
+      return ["result": "ok", "sent": .int(Int64(sent))]
+    } catch .noCredit {
+      emitter.onCredit {
+        output.emit(["event": "credit", "worker": .string(worker), "streamId": .string(streamId)])
+      }
+      return ["result": "no_credit", "sent": .int(Int64(sent))]
+    } catch .cancelled {
+      return ["result": "cancelled", "sent": .int(Int64(sent))]
+    } catch {
+      return ["result": "closed", "sent": .int(Int64(sent))]
+    }
   case "peer_down":
     try bus().peerDown(op["peer"]?.stringValue ?? "")
     return [:]
