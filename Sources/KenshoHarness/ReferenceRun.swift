@@ -88,6 +88,13 @@ final class ReferenceRun: Sendable {
           if invalid != nil { s.invalidWireCount += 1 }
           if m.type == .streamRequest && s.traceStreamId == nil { s.traceStreamId = m.streamId }
           if m.type.isStream, let id = m.streamId, let i = s.streamIndex[id] {
+            // KSP-4.3: nothing from the producer after its end or error.
+            if m.sourceWorker == s.records[i].producer && m.type != .streamRequest {
+              if s.records[i].producerFinished && s.records[i].closedProblem == nil {
+                s.records[i].closedProblem = "\(m.type.rawValue) \(m.messageId) sent after the stream's end or error"
+              }
+              if m.type == .streamEnd || m.type == .streamError { s.records[i].producerFinished = true }
+            }
             if let expected = s.records[i].traceId, m.traceId != expected, s.records[i].traceProblem == nil {
               s.records[i].traceProblem =
                 "\(m.type.rawValue) \(m.messageId) carries traceId \(m.traceId ?? "none"), expected \(expected)"
@@ -574,6 +581,23 @@ final class ReferenceRun: Sendable {
     case .hang: break
     case .crash(let announced): crash(worker, announced: announced)
     }
+    if behaviour.emitAfterFinish, let i = streamIndex {
+      // KSP-4.3: once finished, the emitter refuses locally.
+      let refused: Bool
+      do {
+        try stream.chunk("after the end")
+        refused = false
+      } catch {
+        refused = true
+      }
+      if !refused {
+        state.withLock { s in
+          if s.records[i].closedProblem == nil {
+            s.records[i].closedProblem = "the emitter accepted a chunk after the end"
+          }
+        }
+      }
+    }
   }
 
   /// Producers with intervals shorter than this emit in bursts, one burst per window of
@@ -732,6 +756,8 @@ struct StreamRecord: Sendable {
   var traceProblem: String?
   var requests = 0
   var requestProblem: String?
+  var producerFinished = false
+  var closedProblem: String?
   var mismatch: String?
   var lateCallback: String?
   var intendedOpen: Int64 = 0

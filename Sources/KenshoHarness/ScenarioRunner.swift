@@ -323,6 +323,14 @@ struct Judge {
           "\(label($0.offset, $0.element)): \($0.element.requestProblem ?? "\($0.element.requests) stream_requests")"
         })
 
+    case .emitterClosed:
+      let finished = records.filter { $0.producerFinished }.count
+      let bad = records.enumerated().first { $0.element.closedProblem != nil }
+      return judge(
+        bad == nil && finished > 0, "nothing sent after end or error; further emits refused",
+        "\(finished) streams finished by their producer",
+        bad.map { "\(label($0.offset, $0.element)): \($0.element.closedProblem ?? "")" })
+
     case .tracePropagated:
       let traced = records.filter { $0.traceId != nil }
       let bad = records.enumerated().first { $0.element.traceProblem != nil }

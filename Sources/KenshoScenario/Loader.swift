@@ -309,14 +309,18 @@ final class Reader {
   }
 
   func behaviour(_ v: JSONValue, _ path: String) -> ProducerBehaviour? {
-    guard let o = object(v, path, allowed: ["chunks", "content", "intervalMs", "finish"]) else { return nil }
+    guard let o = object(v, path, allowed: ["chunks", "content", "intervalMs", "finish", "emitAfterFinish"]) else {
+      return nil
+    }
     let chunks = integer(o, "chunks", path, min: 0) ?? 0
     if o["chunks"] == nil { problem("\(path).chunks", expected: "an integer ≥ 0", found: "nothing") }
     let content = o["content"].map { chunkContent($0, "\(path).content") } ?? .sequence
     let interval = number(o, "intervalMs", path, min: 0) ?? 0
     let finish = o["finish"].map { finishSpec($0, "\(path).finish") } ?? .end(nil)
     guard let content, let finish else { return nil }
-    return ProducerBehaviour(chunks: chunks, content: content, intervalMs: interval, finish: finish)
+    var behaviour = ProducerBehaviour(chunks: chunks, content: content, intervalMs: interval, finish: finish)
+    behaviour.emitAfterFinish = bool(o, "emitAfterFinish", path) ?? false
+    return behaviour
   }
 
   func chunkContent(_ v: JSONValue, _ path: String) -> ChunkContent? {
@@ -542,6 +546,7 @@ final class Reader {
     case "wire_valid"?: kind = object(v, path, allowed: base).map { _ in .wireValid }
     case "stream_requests"?: kind = object(v, path, allowed: base).map { _ in .streamRequests }
     case "trace_propagated"?: kind = object(v, path, allowed: base).map { _ in .tracePropagated }
+    case "emitter_closed"?: kind = object(v, path, allowed: base).map { _ in .emitterClosed }
     case "payload_sha256"?: kind = object(v, path, allowed: base).map { _ in .payloadDigest }
     case "handler_runs"?:
       kind = object(v, path, allowed: base.union(["perStream"])).map { o in

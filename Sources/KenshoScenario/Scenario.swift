@@ -119,6 +119,9 @@ public struct ProducerBehaviour: Sendable, Hashable {
   /// Scenario time between chunks; 0 emits as fast as the bus takes them.
   public var intervalMs: Double
   public var finish: Finish
+  /// After finishing, the handler tries to emit once more: the emitter must refuse and send
+  /// nothing (KSP-4.3).
+  public var emitAfterFinish = false
 
   public init(chunks: Int, content: ChunkContent = .sequence, intervalMs: Double = 0, finish: Finish = .end(nil)) {
     self.chunks = chunks
@@ -236,6 +239,9 @@ public struct Expectation: Sendable, Hashable {
     case streamRequests
     /// Every message of a traced stream carries its `traceId` (KSP-1.4).
     case tracePropagated
+    /// After end or error the producer sends nothing more for the stream, and its emitter
+    /// refuses further calls (KSP-4.3).
+    case emitterClosed
     /// The SHA-256 of the bytes received equals that of the bytes sent (KSP-3.2).
     case payloadDigest
     /// Memory allocated after the run is back within `maxBytes` of its baseline (KSP-9.2).
@@ -322,6 +328,7 @@ extension Expectation.Kind {
     case .wireValid: "wire_valid"
     case .streamRequests: "stream_requests"
     case .tracePropagated: "trace_propagated"
+    case .emitterClosed: "emitter_closed"
     case .payloadDigest: "payload_sha256"
     case .memoryReturns: "memory_returns"
     case .peakMemory: "peak_memory"
@@ -342,6 +349,7 @@ extension Expectation.Kind {
     case .wireValid: "KSP-1.1"
     case .streamRequests: "KSP-2.1"
     case .tracePropagated: "KSP-1.4"
+    case .emitterClosed: "KSP-4.3"
     case .payloadDigest: "KSP-3.2"
     case .memoryReturns: "KSP-9.2"
     case .peakMemory: "KSP-9.3"
@@ -359,7 +367,7 @@ extension Expectation.Kind {
   public static let checkNames = [
     "ordered_delivery", "exactly_one_terminal", "outcome", "summary_preserved", "active_streams_empty",
     "timeout_window", "handler_runs", "wire_valid", "payload_sha256", "memory_returns", "peak_memory", "no_leak",
-    "stream_requests", "trace_propagated",
+    "stream_requests", "trace_propagated", "emitter_closed",
   ]
 }
 
