@@ -181,3 +181,53 @@ struct HeapProfileTests {
     #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("soak-many-streams.heap").path))
   }
 }
+
+@Suite("Conformance matrix and defect catalogue commands", .serialized)
+struct MatrixCommandTests {
+  let out = FileManager.default.temporaryDirectory.appendingPathComponent("kensho-matrix-\(UUID().uuidString)")
+
+  @Test("matrix grades each implementation by rule and links each cell to its evidence", .enabled(if: hasNode))
+  func matrix() throws {
+    let ref = out.appendingPathComponent("ref")
+    let js = out.appendingPathComponent("js")
+    #expect(try kenshoBench(["Scenarios/faults-reorder-jitter.json", "--out", ref.path]).code == 0)
+    #expect(
+      try kenshoBench([
+        "Scenarios/faults-reorder-jitter.json", "--out", js.path, "--impl", nodeAdapter + " --defect chunks-reordered",
+      ]).code == 0, "a broken SHOULD rule is non-strict, which passes")
+    let r = try kenshoBench([
+      "matrix", ref.appendingPathComponent("kensho-report.json").path,
+      js.appendingPathComponent("kensho-report.json").path,
+      "--out", out.path,
+    ])
+    #expect(r.code == 0, "\(r.stderr)")
+    let json = try #require(
+      try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("kensho-matrix.json")))
+        as? [String: Any])
+    let rules = try #require(json["rules"] as? [[String: Any]])
+    let seq = try #require(rules.first { $0["id"] as? String == "KSP-3.4" })
+    #expect(seq["grades"] as? [String] == ["OK", "NON-STRICT"])
+    let untested = try #require(rules.first { $0["id"] as? String == "KSP-10.1" })
+    #expect(untested["grades"] as? [String] == ["UNTESTED", "UNTESTED"])
+    let html = try String(contentsOf: out.appendingPathComponent("kensho-matrix.html"), encoding: .utf8)
+    #expect(html.contains("href=\"js/kensho-report.html#rule-KSP-3.4\""))
+    #expect(try kenshoBench(["matrix", "/no/such/report.json", "--out", out.path]).code == 2)
+  }
+
+  @Test("catalogue reports which defects the scenarios catch, and the catch rate", .enabled(if: hasNode))
+  func catalogue() throws {
+    let r = try kenshoBench([
+      "catalogue", "Scenarios/faults-forged-cancel.json", "--impl", nodeAdapter, "--out", out.path,
+    ])
+    // One scenario cannot catch all twelve: the run says which escaped and exits 1.
+    #expect(r.code == 1)
+    #expect(r.stdout.contains("caught  cancel-from-anyone"))
+    #expect(r.stdout.contains("ESCAPED error-code-dropped"))
+    let json = try #require(
+      try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("kensho-catalogue.json")))
+        as? [String: Any])
+    let rate = try #require(json["catchRate"] as? Double)
+    #expect(rate > 0 && rate < 1)
+    #expect((json["defects"] as? [Any])?.count == 12)
+  }
+}
