@@ -214,6 +214,10 @@ struct Judge {
     CheckResult(name: "", rule: "", level: "", verdict: .fail, expected: expected, observed: observed, detail: detail)
   }
 
+  private func unsupported(_ expected: String, _ observed: String) -> CheckResult {
+    CheckResult(name: "", rule: "", level: "", verdict: .unsupported, expected: expected, observed: observed)
+  }
+
   private func judge(_ ok: Bool, _ expected: String, _ observed: String, _ detail: String? = nil) -> CheckResult {
     ok ? pass(expected, observed) : fail(expected, observed, detail)
   }
@@ -362,9 +366,7 @@ struct Judge {
 
     case .memoryReturns(let maxBytes):
       guard let retained = metrics.retainedBytes else {
-        return CheckResult(
-          name: "", rule: "", level: "", verdict: .unsupported, expected: "≤ \(maxBytes) B retained",
-          observed: "no jemalloc statistics")
+        return unsupported("≤ \(maxBytes) B retained", "no jemalloc statistics")
       }
       return judge(
         retained <= maxBytes, "≤ \(maxBytes) B retained after all streams",
@@ -372,9 +374,7 @@ struct Judge {
 
     case .peakMemory(let maxBytes):
       guard let peak = metrics.peakBytes else {
-        return CheckResult(
-          name: "", rule: "", level: "", verdict: .unsupported, expected: "≤ \(maxBytes) B peak",
-          observed: "no jemalloc statistics")
+        return unsupported("≤ \(maxBytes) B peak", "no jemalloc statistics")
       }
       return judge(
         peak <= maxBytes, "≤ \(maxBytes) B above baseline at peak", "\(peak) B (\(metrics.memorySource ?? ""))")
@@ -386,9 +386,7 @@ struct Judge {
       ].compactMap { $0 }
       let expected = measured.map { "≤ \($0.1) B \($0.0)" }.joined(separator: ", ")
       if measured.contains(where: { $0.2 == nil }) {
-        return CheckResult(
-          name: "", rule: "", level: "", verdict: .unsupported, expected: expected,
-          observed: "too few memory samples to fit (sampleEveryMs)")
+        return unsupported(expected, "too few memory samples to fit (sampleEveryMs)")
       }
       let observed = measured.map { String(format: "%.1f B %@", $0.2 ?? 0, $0.0) }.joined(separator: ", ")
       let ok = measured.allSatisfy { ($0.2 ?? 0) <= $0.1 }
@@ -398,8 +396,7 @@ struct Judge {
 
     case .metric(let metric, let min, let max):
       guard let value = value(of: metric) else {
-        return CheckResult(
-          name: "", rule: "", level: "", verdict: .unsupported, expected: bounds(min, max), observed: "not measured")
+        return unsupported(bounds(min, max), "not measured")
       }
       let ok = (min.map { value >= $0 } ?? true) && (max.map { value <= $0 } ?? true)
       return judge(ok, bounds(min, max), String(format: "%.3f", value))
