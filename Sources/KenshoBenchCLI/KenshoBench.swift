@@ -121,15 +121,23 @@ func loadScenarios(_ paths: [String], filter: String?) throws -> [Scenario] {
   return scenarios
 }
 
+/// Which scenarios a command works on: files or folders, narrowed by `--filter`.
+struct ScenarioSelection: ParsableArguments {
+  @Argument(help: "Scenario files or folders of them.")
+  var paths: [String] = ["Scenarios"]
+
+  @Option(help: "Only scenarios whose name or file contains this text.")
+  var filter: String?
+
+  /// The selected scenarios, or exit 2 with every problem.
+  func load() throws -> [Scenario] { try loadScenarios(paths, filter: filter) }
+}
+
 extension KenshoBench {
   struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run scenarios (files or folders) and write reports.")
 
-    @Argument(help: "Scenario files or folders of them.")
-    var paths: [String] = ["Scenarios"]
-
-    @Option(help: "Run only scenarios whose name or file contains this text.")
-    var filter: String?
+    @OptionGroup var selection: ScenarioSelection
 
     @Option(help: "Folder for the reports.")
     var out = "Reports"
@@ -181,9 +189,10 @@ extension KenshoBench {
     }
 
     func run() throws {
-      let scenarios = try loadScenarios(paths, filter: filter)
+      let scenarios = try selection.load()
       guard !scenarios.isEmpty else {
-        FileHandle.standardError.write(Data("error: no scenario matches \(paths.joined(separator: " "))\n".utf8))
+        FileHandle.standardError.write(
+          Data("error: no scenario matches \(selection.paths.joined(separator: " "))\n".utf8))
         throw Exit.badInput
       }
       let baselineReport = try loadBaseline()
@@ -274,14 +283,10 @@ extension KenshoBench {
   struct List: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List scenarios with the rules they check.")
 
-    @Argument(help: "Scenario files or folders of them.")
-    var paths: [String] = ["Scenarios"]
-
-    @Option(help: "Only scenarios whose name or file contains this text.")
-    var filter: String?
+    @OptionGroup var selection: ScenarioSelection
 
     func run() throws {
-      for s in try loadScenarios(paths, filter: filter) {
+      for s in try selection.load() {
         print("\(s.name)  [\(s.rules.joined(separator: " "))]  \(s.file ?? "")")
         if !s.description.isEmpty { print("    \(s.description)") }
       }
@@ -339,20 +344,16 @@ extension KenshoBench {
       discussion: "The implementation lists its defects with `--list-defects` (NAME<TAB>text per line) and "
         + "switches one on with `--defect NAME`, as Adapters/node/adapter.mjs does.")
 
-    @Argument(help: "Scenario files or folders of them.")
-    var paths: [String] = ["Scenarios"]
+    @OptionGroup var selection: ScenarioSelection
 
     @Option(help: "The adapter command of the implementation.")
     var impl: String
-
-    @Option(help: "Run only scenarios whose name or file contains this text.")
-    var filter: String?
 
     @Option(help: "Folder for kensho-catalogue.json.")
     var out = "Reports"
 
     func run() throws {
-      let scenarios = try loadScenarios(paths, filter: filter)
+      let scenarios = try selection.load()
       let defects = try listDefects(impl)
       guard !defects.isEmpty else {
         FileHandle.standardError.write(Data("error: \(impl) --list-defects listed no defect\n".utf8))

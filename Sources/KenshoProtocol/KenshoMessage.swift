@@ -108,8 +108,9 @@ public struct KenshoMessage: Sendable, Hashable {
     self.streamId = streamId
     self.seq = metadata?.seq
     self.rare = Rare.make(
-      traceId: traceId, correlationId: correlationId, error: error, credit: metadata?.credit,
-      other: metadata?.other ?? [:], hasMetadata: metadata.map { $0.seq == nil } ?? false)
+      Rare.Fields(
+        traceId: traceId, correlationId: correlationId, error: error, credit: metadata?.credit,
+        other: metadata?.other ?? [:], hasMetadata: metadata.map { $0.seq == nil } ?? false))
   }
 
   /// A message whose rare fields are those of `shared` (typically a stream's `traceId`).
@@ -233,16 +234,4 @@ final class Rare: Sendable {
 
   static func make(_ fields: Fields) -> Rare? { fields.isEmpty ? nil : Rare(fields) }
 
-  static func make(
-    traceId: String?, correlationId: String?, error: SerializedError?, credit: Int?, other: [String: JSONValue],
-    hasMetadata: Bool
-  ) -> Rare? {
-    if traceId == nil && correlationId == nil && error == nil && credit == nil && other.isEmpty && !hasMetadata {
-      return nil
-    }
-    return Rare(
-      Fields(
-        traceId: traceId, correlationId: correlationId, error: error, credit: credit, other: other,
-        hasMetadata: hasMetadata))
-  }
 }
