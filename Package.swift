@@ -14,6 +14,7 @@ let package = Package(
     .library(name: "KenshoProtocol", targets: ["KenshoProtocol"]),
     .library(name: "KenshoBus", targets: ["KenshoBus"]),
     .library(name: "KenshoScenario", targets: ["KenshoScenario"]),
+    .library(name: "KenshoVerdict", targets: ["KenshoVerdict"]),
     .library(name: "KenshoHarness", targets: ["KenshoHarness"]),
     .executable(name: "kensho-bench", targets: ["KenshoBenchCLI"]),
     .executable(name: "kensho-ref-adapter", targets: ["KenshoReferenceAdapter"]),
@@ -55,10 +56,11 @@ let package = Package(
       name: "KenshoScenario", dependencies: ["KenshoProtocol"],
       resources: [.copy("Resources/kensho-scenario-1.schema.json")],
       swiftSettings: strict),
+    .target(name: "KenshoVerdict", dependencies: ["KenshoProtocol", "KenshoScenario"], swiftSettings: strict),
     .target(
       name: "KenshoHarness",
       dependencies: [
-        "KenshoBus", "KenshoScenario", "KenshoMemory",
+        "KenshoBus", "KenshoScenario", "KenshoMemory", "KenshoVerdict",
         .product(name: "Histogram", package: "hdrhistogram-swift"),
         .product(name: "Crypto", package: "swift-crypto"),
         .product(name: "DequeModule", package: "swift-collections"),
@@ -66,11 +68,11 @@ let package = Package(
       swiftSettings: strict
     ),
     .target(
-      name: "KenshoReport", dependencies: ["KenshoHarness"], swiftSettings: strict),
+      name: "KenshoReport", dependencies: ["KenshoHarness", "KenshoVerdict"], swiftSettings: strict),
     .executableTarget(
       name: "KenshoBenchCLI",
       dependencies: [
-        "KenshoReport", "KenshoHarness", "KenshoScenario",
+        "KenshoReport", "KenshoHarness", "KenshoScenario", "KenshoVerdict",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       swiftSettings: strict
@@ -79,9 +81,12 @@ let package = Package(
       name: "KenshoReferenceAdapter", dependencies: ["KenshoBus", "KenshoProtocol"], swiftSettings: strict),
     .testTarget(name: "KenshoScenarioTests", dependencies: ["KenshoScenario"], swiftSettings: strict),
     .testTarget(
-      name: "KenshoHarnessTests", dependencies: ["KenshoHarness", "KenshoScenario", "KenshoReport"],
+      name: "KenshoHarnessTests", dependencies: ["KenshoHarness", "KenshoScenario", "KenshoReport", "KenshoVerdict"],
       swiftSettings: strict),
     .testTarget(name: "KenshoProtocolTests", dependencies: ["KenshoProtocol"], swiftSettings: strict),
+    .testTarget(
+      name: "KenshoVerdictTests", dependencies: ["KenshoVerdict", "KenshoScenario", "KenshoProtocol"],
+      swiftSettings: strict),
     .testTarget(
       name: "KenshoBusTests",
       dependencies: ["KenshoBus", "KenshoMemory"],

@@ -5,6 +5,7 @@ import KenshoMemory
 import KenshoProtocol
 import KenshoReport
 import KenshoScenario
+import KenshoVerdict
 import Synchronization
 
 #if canImport(Glibc)
@@ -249,7 +250,7 @@ extension KenshoBench {
       let s = report.summary
       print(
         "\(s.scenarios) scenarios: \(s.passed) passed, \(s.failed) failed, \(s.errors) errors, "
-          + "\(s.nonStrict) non-strict, \(s.unsupported) unsupported\(complete ? "" : " (interrupted)") — reports in \(folder.path)"
+          + "\(s.nonStrict) non-strict, \(s.unsupported) unsupported, \(s.untested) untested\(complete ? "" : " (interrupted)") — reports in \(folder.path)"
       )
       for r in report.regressions ?? [] {
         print("REGRESSION \(r.scenario) \(r.metric): baseline \(r.baseline), now \(r.current) (allowed \(r.allowed))")
@@ -259,21 +260,14 @@ extension KenshoBench {
     }
 
     func line(_ r: ScenarioResult) -> String {
-      let tag: String
-      switch r.verdict {
-      case .pass: tag = "PASS "
-      case .nonStrict: tag = "WARN "
-      case .unsupported: tag = "SKIP "
-      case .fail: tag = "FAIL "
-      case .error: tag = "ERROR"
-      }
+      let tag = r.verdict.label.padding(toLength: 11, withPad: " ", startingAt: 0)
       let passed = r.checks.filter { $0.verdict == .pass }.count
       var text =
         "\(tag) \(r.name)  \(passed)/\(r.checks.count) checks  \(String(format: "%.2f", r.metrics.wallSeconds)) s"
       if let profile = r.heapProfile { text += "\n      heap profile: \(profile)" }
       for finding in r.findings { text += "\n      finding: \(finding)" }
       for c in r.checks where c.verdict != .pass {
-        text += "\n      \(c.verdict.rawValue) \(c.rule) \(c.name): expected \(c.expected); observed \(c.observed)"
+        text += "\n      \(c.verdict.label) \(c.rule) \(c.name): expected \(c.expected); observed \(c.observed)"
         if let d = c.detail { text += "\n        \(d)" }
       }
       return text

@@ -33,32 +33,48 @@ public final class LocalNetwork: Sendable {
 
     mutating func resolve(_ message: KenshoMessage) -> Route {
       let target = message.targetWorker
-      if let last = lastRoute, last.name == target { return .one(last.receiver) }
+      if let last = lastRoute, last.name == target { return .one(last.name, last.receiver) }
       if target == KenshoMessage.broadcastTarget {
-        return .many(routes.filter { $0.key != message.sourceWorker }.map(\.value))
+        return .many(routes.filter { $0.key != message.sourceWorker }.map { ($0.key, $0.value) })
       }
       guard let receiver = routes[target] else {
         undeliverable += 1
         return .none
       }
       lastRoute = (target, receiver)
-      return .one(receiver)
+      return .one(target, receiver)
     }
   }
 
   private enum Route {
-    case one(any TransportReceiver)
-    case many([any TransportReceiver])
+    case one(String, any TransportReceiver)
+    case many([(String, any TransportReceiver)])
     case none
   }
 
-  private let state = Mutex(State())
-  private let tap: Tap?
-  private let arrival: (@Sendable (KenshoMessage) -> Void)?
+  /// Like ``Tap``, and names the message with a tag that ``arrival`` receives with it: how a
+  /// harness links each delivery to the record it made when the message was sent.
+  public typealias TaggingTap = @Sendable (KenshoMessage) -> (Verdict, tag: Int32)
+  /// Sees a message as it is handed to a receiver, with its tag and the receiver's name.
+  public typealias Arrival = @Sendable (KenshoMessage, _ tag: Int32, _ receiver: String) -> Void
 
-  /// `tap` sees each message as it is sent; `arrival` sees each message as it is handed to its
-  /// receiver (after the tap, and again for a message the harness releases late).
-  public init(tap: Tap? = nil, arrival: (@Sendable (KenshoMessage) -> Void)? = nil) {
+  private let state = Mutex(State())
+  private let tap: TaggingTap?
+  private let arrival: Arrival?
+
+  /// `tap` sees each message as it is sent.
+  public init(tap: Tap? = nil) {
+    if let tap {
+      self.tap = { m in (tap(m), -1) }
+    } else {
+      self.tap = nil
+    }
+    self.arrival = nil
+  }
+
+  /// `tap` sees each message as it is sent and tags it; `arrival` sees each message as it is
+  /// handed to each receiver (after the tap, and again for a message released late).
+  public init(tap: @escaping TaggingTap, arrival: @escaping Arrival) {
     self.tap = tap
     self.arrival = arrival
   }
@@ -120,29 +136,36 @@ public final class LocalNetwork: Sendable {
 
   /// Hands a message to its receivers now, bypassing the queue, and the tap when asked (for a
   /// harness that releases a message it held back).
-  public func route(_ message: KenshoMessage, bypassingTap: Bool = false) {
+  public func route(_ message: KenshoMessage, bypassingTap: Bool = false, tag: Int32 = -1) {
     let route = state.withLock { $0.resolve(message) }
-    deliver(message, route, bypassingTap: bypassingTap)
+    deliver(message, route, bypassingTap: bypassingTap, tag: tag)
   }
 
   /// Hands a message to `worker`, whatever its `targetWorker` says (for a harness that forges
   /// misaddressed messages), bypassing the queue and the tap.
-  public func route(_ message: KenshoMessage, to worker: String) {
+  public func route(_ message: KenshoMessage, to worker: String, tag: Int32 = -1) {
     guard let receiver = state.withLock({ $0.routes[worker] }) else { return }
-    arrival?(message)
+    arrival?(message, tag, worker)
     receiver.receive(message)
   }
 
   @inline(__always)
-  private func deliver(_ message: KenshoMessage, _ route: Route, bypassingTap: Bool = false) {
-    if !bypassingTap, let tap, tap(message) == .drop { return }
+  private func deliver(_ message: KenshoMessage, _ route: Route, bypassingTap: Bool = false, tag: Int32 = -1) {
+    var tag = tag
+    if !bypassingTap, let tap {
+      let (verdict, t) = tap(message)
+      if verdict == .drop { return }
+      tag = t
+    }
     switch route {
-    case .one(let receiver):
-      arrival?(message)
+    case .one(let name, let receiver):
+      arrival?(message, tag, name)
       receiver.receive(message)
     case .many(let receivers):
-      arrival?(message)
-      for r in receivers { r.receive(message) }
+      for (name, r) in receivers {
+        arrival?(message, tag, name)
+        r.receive(message)
+      }
     case .none: break
     }
   }

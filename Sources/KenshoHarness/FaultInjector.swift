@@ -2,6 +2,7 @@ import Foundation
 import KenshoBus
 import KenshoProtocol
 import KenshoScenario
+import KenshoVerdict
 import Synchronization
 
 /// Applies a scenario's faults to the messages crossing the harness network: drops them,
@@ -20,6 +21,12 @@ final class FaultInjector: Sendable {
   private let clock: any BusClock
   private let state: Mutex<State>
   private let network = Mutex<LocalNetwork?>(nil)
+  private let recorderBox = Mutex<HistoryRecorder?>(nil)
+  /// Where fault decisions and forged messages are recorded.
+  var recorder: HistoryRecorder? {
+    get { recorderBox.withLock { $0 } }
+    set { recorderBox.withLock { $0 = newValue } }
+  }
 
   init(scenario: Scenario, seed: UInt64, clock: any BusClock) {
     faults = scenario.faults
@@ -44,8 +51,21 @@ final class FaultInjector: Sendable {
     }
   }
 
+  /// Hands a held-back message on: through a slow consumer's inbox when its target has one.
+  private func release(_ m: KenshoMessage, _ tag: Int32, _ network: LocalNetwork) {
+    if slow?.intercept(m, tag: tag) == true { return }
+    network.route(m, bypassingTap: true, tag: tag)
+  }
+
+  private let slowBox = Mutex<SlowConsumers?>(nil)
+  /// Slow consumers, whose inboxes delayed and repeated messages also wait in.
+  var slow: SlowConsumers? {
+    get { slowBox.withLock { $0 } }
+    set { slowBox.withLock { $0 = newValue } }
+  }
+
   /// The network's tap: decides the fate of one message.
-  func apply(_ m: KenshoMessage) -> LocalNetwork.Verdict {
+  func apply(_ m: KenshoMessage, tag: Int32) -> LocalNetwork.Verdict {
     guard !faults.isEmpty else { return .deliver }
     let now = clock.nanoseconds()
     var forged: [(Fault.Forgery, String?, Int64)] = []
@@ -75,21 +95,30 @@ final class FaultInjector: Sendable {
       }
       return (drop, copies, delay)
     }
+    let recorder = self.recorder
     if let network = network.withLock({ $0 }) {
       for (index, (what, from, after)) in forged.enumerated() {
         for (forgery, recipient) in Self.forgeries(what, for: m, from: from, index: index) {
-          _ = clock.schedule(at: now &+ after) { network.route(forgery, to: recipient) }
+          _ = clock.schedule(at: now &+ after) { [clock] in
+            let tag = recorder?.sent(forgery, origin: .forged(what.rawValue), at: clock.nanoseconds()) ?? -1
+            network.route(forgery, to: recipient, tag: tag)
+          }
         }
       }
     }
-    if drop { return .drop }
+    if drop {
+      recorder?.record(.fault(tag, .dropped), at: now)
+      return .drop
+    }
     guard copies > 0 || delay > 0, let network = network.withLock({ $0 }) else { return .deliver }
     for _ in 0..<copies {
+      recorder?.record(.fault(tag, .duplicated), at: now)
       // The copy follows the original (same deadline, scheduled after it).
-      _ = clock.schedule(at: now &+ delay) { network.route(m, bypassingTap: true) }
+      _ = clock.schedule(at: now &+ delay) { [self] in release(m, tag, network) }
     }
     if delay > 0 {
-      _ = clock.schedule(at: now &+ delay) { network.route(m, bypassingTap: true) }
+      recorder?.record(.fault(tag, .delayed(delay)), at: now)
+      _ = clock.schedule(at: now &+ delay) { [self] in release(m, tag, network) }
       return .drop
     }
     return .deliver

@@ -1,11 +1,14 @@
 import KenshoBus
 import KenshoProtocol
 import KenshoScenario
+import KenshoVerdict
 
 /// A worker's bus as the harness drives it: the reference `MessageBus` in process, or a
 /// worker hosted by an implementation under test behind an adapter process.
 protocol BusUnderTest: AnyObject, Sendable {
   var stats: BusStats { get }
+  /// The counts KSP-9.1 speaks of, or why the bus could not give them (never zeros instead).
+  func readStats() -> StatsReading
   /// Registers a stream method whose handler the harness scripts; `throwsAtOnce` makes the
   /// implementation's own handler throw that error when called (KSP-2.5).
   func register(
@@ -49,6 +52,11 @@ extension StreamEmitter: EmitterUnderTest {
 }
 
 extension MessageBus: BusUnderTest {
+  func readStats() -> StatsReading {
+    let s = stats
+    return .read(activeStreams: s.activeStreams, emitters: s.emitters)
+  }
+
   func register(
     method: String, throwsAtOnce: SerializedError?,
     handler: @escaping @Sendable (JSONValue, any EmitterUnderTest) -> Void

@@ -7,6 +7,7 @@ import Histogram
 import KenshoMemory
 import KenshoProtocol
 import KenshoScenario
+import KenshoVerdict
 import Synchronization
 
 /// One execution of a scenario against the reference bus, in process.
@@ -37,6 +38,10 @@ final class ReferenceRun: Sendable {
   let adapters: AdapterHost?
   /// Why the implementation could not even start, when it could not.
   let startupFailure: String?
+  /// The run's history: the only input of the checks.
+  let recorder: HistoryRecorder
+  /// Thread allocation counter, for the history's own memory (virtual time runs on one thread).
+  static let meter: @Sendable () -> Int64? = { Jemalloc.threadNet() }
 
   init(scenario: Scenario, seed: UInt64, options: RunOptions) {
     self.scenario = scenario
@@ -77,58 +82,34 @@ final class ReferenceRun: Sendable {
     faults = injector
     let slowConsumers = SlowConsumers(scenario: scenario, clock: clock)
     slow = slowConsumers
+    let recorder = HistoryRecorder(
+      scenario: scenario, totalStreams: total, sweepInterval: config.sweepInterval.nanoseconds, meter: Self.meter)
+    self.recorder = recorder
+    injector.recorder = recorder
+    injector.slow = slowConsumers
+    slowConsumers.recorder = recorder
     network = LocalNetwork(
       tap: { m in
-        let invalid = m.validate(.sent)
+        let now = clockRef.nanoseconds()
+        let tag = recorder.sent(m, origin: .bus, at: now)
         stateRef.withLock { s in
           s.wire[m.type, default: 0] += 1
-          if let invalid, s.invalidWire.count < 5 {
-            s.invalidWire.append("\(m.type.rawValue) \(m.messageId): \(invalid)")
-          }
-          if invalid != nil { s.invalidWireCount += 1 }
           if m.type == .streamRequest && s.traceStreamId == nil { s.traceStreamId = m.streamId }
-          if m.type.isStream, let id = m.streamId, let i = s.streamIndex[id] {
-            // KSP-4.3: nothing from the producer after its end or error.
-            if m.sourceWorker == s.records[i].producer && m.type != .streamRequest {
-              if s.records[i].producerFinished && s.records[i].closedProblem == nil {
-                s.records[i].closedProblem = "\(m.type.rawValue) \(m.messageId) sent after the stream's end or error"
-              }
-              if m.type == .streamEnd || m.type == .streamError { s.records[i].producerFinished = true }
-            }
-            if let expected = s.records[i].traceId, m.traceId != expected, s.records[i].traceProblem == nil {
-              s.records[i].traceProblem =
-                "\(m.type.rawValue) \(m.messageId) carries traceId \(m.traceId ?? "none"), expected \(expected)"
-            }
-            if m.type == .streamRequest {
-              s.records[i].requests += 1
-              let group = scenario.workload[s.records[i].group]
-              let expectedPayload: JSONValue = .object(["method": .string(group.method), "args": group.args])
-              if m.payload != expectedPayload && s.records[i].requestProblem == nil {
-                s.records[i].requestProblem =
-                  "stream_request payload \(Self.brief(m.payload)), expected \(Self.brief(expectedPayload))"
-              }
-            }
-          }
           if m.streamId != nil && m.streamId == s.traceStreamId && s.trace.count < 64 {
             s.trace.append(
               TraceEntry(
-                t: Double(clockRef.nanoseconds()) / 1e6, type: m.type.rawValue, from: m.sourceWorker,
-                to: m.targetWorker,
-                seq: m.seq, code: m.error?.code))
+                t: Double(now) / 1e6, type: m.type.rawValue, from: m.sourceWorker, to: m.targetWorker, seq: m.seq,
+                code: m.error?.code))
           }
         }
-        let verdict = injector.apply(m)
+        let verdict = injector.apply(m, tag: tag)
         // A message that survives the faults waits in a slow consumer's inbox.
-        if verdict == .deliver && slowConsumers.intercept(m) { return .drop }
-        return verdict
+        if verdict == .deliver && slowConsumers.intercept(m, tag: tag) { return (.drop, tag) }
+        return (verdict, tag)
       },
-      arrival: { m in
-        // KSP-3.3: a chunk's arrival at the consumer's bus is activity, delivered or buffered.
-        guard m.type == .streamChunk, let id = m.streamId else { return }
-        let now = clockRef.nanoseconds()
-        stateRef.withLock { s in
-          if let i = s.streamIndex[id], s.records[i].terminals == 0 { s.records[i].lastActivity = now }
-        }
+      arrival: { m, tag, receiver in
+        guard tag >= 0 else { return }
+        recorder.record(.delivered(tag, to: recorder.workerId(receiver)), at: clockRef.nanoseconds())
       })
     injector.attach(network)
     slowConsumers.attach(network)
@@ -137,12 +118,7 @@ final class ReferenceRun: Sendable {
         let host = try AdapterHost(
           command: command, scenario: scenario, seed: seed, network: network, clock: clock, config: config,
           deadline: options.adapterDeadline, log: options.adapterLog,
-          onInvalid: { text in
-            stateRef.withLock { s in
-              s.invalidWireCount += 1
-              if s.invalidWire.count < 5 { s.invalidWire.append(text) }
-            }
-          })
+          recorder: recorder)
         adapters = host
         startupFailure = nil
         let buses = host.makeBuses()
@@ -192,7 +168,9 @@ final class ReferenceRun: Sendable {
       return "UNSUPPORTED: real-time scenarios run in process only; adapters run on virtual time"
     }
     // Memory is the harness process's: it says nothing about an implementation elsewhere.
-    let memory = MemoryMeter(threadLocal: manual != nil, enabled: options.measure && adapters == nil)
+    let recorder = self.recorder
+    let memory = MemoryMeter(
+      threadLocal: manual != nil, enabled: options.measure && adapters == nil, excluding: { recorder.bytes })
     state.withLock { $0.memory = memory }
     memory.markBaseline()
     let started = wall.nanoseconds()
@@ -203,7 +181,10 @@ final class ReferenceRun: Sendable {
       _ = clock.schedule(at: Int64(action.atMs * 1e6)) { [self] in
         switch action.kind {
         case .dispose(let agent):
-          for worker in scenario.workers(agent) { buses[worker]?.dispose() }
+          for worker in scenario.workers(agent) {
+            recorder.record(.dispose(recorder.workerId(worker)), at: clock.nanoseconds())
+            buses[worker]?.dispose()
+          }
         }
       }
     }
@@ -274,6 +255,35 @@ final class ReferenceRun: Sendable {
     }
   }
 
+  /// The run's history, once it is over: the final statistics of every bus, the
+  /// implementation's capabilities, and the digests of binary streams.
+  func history(complete: Bool) -> History {
+    let crashed = state.withLock { $0.crashed }
+    var readings: [String: StatsReading] = [:]
+    for (name, bus) in buses {
+      readings[name] = crashed.contains(name) ? .crashed : bus.readStats()
+    }
+    let digests: [Int: (sent: String, received: String)] = state.withLock { s in
+      var out: [Int: (sent: String, received: String)] = [:]
+      for (i, r) in s.records.enumerated() {
+        if let a = r.sentDigest, let b = r.receivedDigest {
+          out[i] = (a.finalize(), b.finalize())
+        } else if let a = r.sentDigest {
+          out[i] = (a.finalize(), "nothing")
+        }
+      }
+      return out
+    }
+    var capabilities = Set(Capability.allCases)
+    if let hello = adapters?.hello {
+      capabilities = Set(hello.capabilities.compactMap(Capability.init(rawValue:)))
+      capabilities.remove(.memory)
+    }
+    if !options.measure { capabilities.remove(.memory) }
+    return recorder.finish(
+      stats: readings, capabilities: capabilities, endedAt: clock.nanoseconds(), complete: complete, digests: digests)
+  }
+
   var isDone: Bool { state.withLock { $0.done } }
   var openCount: Int { state.withLock { s in s.opened - s.completed + (s.totalStreams - s.opened) } }
 
@@ -308,6 +318,8 @@ final class ReferenceRun: Sendable {
     let group = scenario.workload[index]
     let consumers = scenario.workers(group.consumers)
     let producers = scenario.workers(group.producers)
+    let now = clock.nanoseconds()
+    let timeout = group.timeoutMs.map { Int64($0 * 1e6) } ?? defaultTimeoutNanos
     let claimed: (stream: Int, ordinal: Int)? = state.withLock { s in
       let ordinal = s.groupOpened[index, default: 0]
       guard ordinal < group.streams else { return nil }
@@ -315,6 +327,23 @@ final class ReferenceRun: Sendable {
       let stream = s.records.count
       s.records.append(StreamRecord(group: index))
       s.opened += 1
+      // The history numbers streams as the records do.
+      let pair = ordinal % (consumers.count * producers.count)
+      let producer = producers[pair / consumers.count]
+      let b = scenario.behaviour(of: group.method, on: producer)
+      var info = StreamInfo(
+        group: index, consumer: recorder.workerId(consumers[pair % consumers.count]),
+        producer: recorder.workerId(producer), method: group.method,
+        requestPayload: JSONValue.object(["method": .string(group.method), "args": group.args]).ijsonFingerprint,
+        timeout: timeout, plannedChunks: b?.chunks ?? 0, plannedFinish: Self.planned(b))
+      if let b, case .end(let summary) = b.finish {
+        info.plannedSummary = (summary ?? Self.defaultSummary(b)).ijsonFingerprint
+      }
+      info.creditWindow = group.creditWindow
+      info.cancelAfterChunks = group.cancelAfterChunks
+      info.openedAt = now
+      info.dueAt = intended ?? now
+      _ = recorder.addStream(info)
       return (stream, ordinal)
     }
     guard let (stream, ordinal) = claimed else { return false }
@@ -323,9 +352,8 @@ final class ReferenceRun: Sendable {
     let producer = producers[pair / consumers.count]
     let behaviour = scenario.behaviour(of: group.method, on: producer)
     let generator = behaviour.map { ChunkGenerator(content: $0.content, seed: seed) }
-    let now = clock.nanoseconds()
     let wallNow = wall.nanoseconds()
-    let timeout = group.timeoutMs.map { Int64($0 * 1e6) } ?? defaultTimeoutNanos
+    recorder.record(.open(Int32(stream)), at: now)
     state.withLock { s in
       s.records[stream].openedAt = now
       s.records[stream].intendedOpen = intended ?? now
@@ -335,21 +363,10 @@ final class ReferenceRun: Sendable {
       s.records[stream].consumer = consumer
       s.records[stream].producer = producer
     }
-    // The summary the producer will send, kept by the callback rather than per record, so
-    // that the harness itself holds nothing per stream on the heap (its memory is measured too).
-    let expectedSummary: JSONValue? = behaviour.flatMap { b in
-      if case .end(let summary) = b.finish { return summary ?? Self.defaultSummary(b) }
-      return nil
-    }
     guard let bus = buses[consumer] else { return ordinal + 1 < group.streams }
     let callbacks = StreamCallbacks(
       onChunk: { [self] value in try onChunk(stream, value, generator) },
-      onEnd: { [self] summary in
-        let problem =
-          expectedSummary.map { $0 == summary } == false
-          ? "onEnd got \(Self.brief(summary)), producer sent \(Self.brief(expectedSummary ?? .null))" : nil
-        try onTerminal(stream, .end(summaryProblem: problem))
-      },
+      onEnd: { [self] summary in try onTerminal(stream, .end(summary)) },
       onError: { [self] error in try onTerminal(stream, .error(error)) },
       timeout: group.timeoutMs.map { .nanoseconds(Int64($0 * 1e6)) })
     var withCredit = callbacks
@@ -360,16 +377,14 @@ final class ReferenceRun: Sendable {
         producer, method: group.method, args: group.args, callbacks: withCredit, throwing: group.throwingCallbacks,
         traceId: traceId,
         opened: { id in
+          self.recorder.opened(Int32(stream), streamId: id, traceId: traceId, at: self.clock.nanoseconds())
           self.state.withLock { s in
             s.records[stream].streamId = id
-            s.records[stream].traceId = traceId
-            if s.streamIndex[id] != nil {
-              s.records[stream].requestProblem = "streamId \(id) was already used by another stream"
-            }
             s.streamIndex[id] = stream
           }
         })
     } catch {
+      recorder.record(.openFailed(Int32(stream)), at: clock.nanoseconds())
       // The consumer's bus is gone (its agent crashed): the stream fails at once.
       try? onTerminal(
         stream, .error(SerializedError(name: "BusError", message: "\(error)", code: ErrorCode.busDisposed)))
@@ -378,6 +393,17 @@ final class ReferenceRun: Sendable {
   }
 
   static func defaultSummary(_ b: ProducerBehaviour) -> JSONValue { .object(["chunks": .int(Int64(b.chunks))]) }
+
+  static func planned(_ b: ProducerBehaviour?) -> PlannedFinish {
+    guard let b else { return .noMethod }
+    switch b.finish {
+    case .end: return .end
+    case .error: return .error
+    case .throwError: return .throwError
+    case .hang: return .hang
+    case .crash: return .crash
+    }
+  }
 
   // MARK: Consumer callbacks
 
@@ -390,11 +416,6 @@ final class ReferenceRun: Sendable {
       let (cancel, shouldThrow, streamId, sent, opened) = s.update(stream) { r in
         let index = r.received
         r.received += 1
-        r.lastActivity = now
-        if r.terminals > 0 && r.lateCallback == nil { r.lateCallback = "onChunk after the stream's terminal callback" }
-        if let generator, r.mismatch == nil, !generator.matches(value, index: index) {
-          r.mismatch = "chunk \(index) was \(Self.brief(value)), expected \(Self.brief(generator.chunk(index)))"
-        }
         if let digestBytes {
           if r.receivedDigest == nil { r.receivedDigest = RunningDigest() }
           r.receivedDigest?.update(data: digestBytes)
@@ -417,20 +438,26 @@ final class ReferenceRun: Sendable {
       s.bytesDelivered += generator?.approximateBytes ?? 0
       return (cancel, shouldThrow, streamId)
     }
+    recorder.record(.onChunk(Int32(stream), payload: value.ijsonFingerprint), at: now)
     if samplePeakPerChunk { state.withLock { $0.memory }?.samplePeak() }
     if cancel, let streamId, let consumer = state.withLock({ $0.records[stream].consumer }) {
-      buses[consumer]?.cancel(streamId, reason: .string("cancelAfterChunks"))
+      let accepted = buses[consumer]?.cancel(streamId, reason: .string("cancelAfterChunks")) ?? false
+      recorder.record(.cancel(Int32(stream), accepted: accepted), at: clock.nanoseconds())
     }
     if shouldThrow { throw HarnessThrow.byScenario }
   }
 
   enum Terminal {
-    case end(summaryProblem: String?)
+    case end(JSONValue)
     case error(SerializedError)
   }
 
   private func onTerminal(_ stream: Int, _ terminal: Terminal) throws {
     let now = clock.nanoseconds()
+    switch terminal {
+    case .end(let summary): recorder.record(.onEnd(Int32(stream), summary: summary.ijsonFingerprint), at: now)
+    case .error(let e): recorder.record(.onError(Int32(stream), error: recorder.error(e)), at: now)
+    }
     let (first, group, shouldThrow, done): (Bool, Int, Bool, Bool) = state.withLock { s in
       var completion: UInt64?
       let (first, group, streamId): (Bool, Int, String?) = s.update(stream) { r in
@@ -439,15 +466,11 @@ final class ReferenceRun: Sendable {
         if first {
           r.terminalAt = now
           switch terminal {
-          case .end(let problem):
-            r.outcome = .end
-            r.summaryProblem = problem
+          case .end: r.outcome = .end
           case .error(let error): r.outcome = .error(error)
           }
           r.emits.removeAll()
           if options.measure { completion = UInt64(max(0, now - r.intendedOpen)) }
-        } else if r.lateCallback == nil {
-          r.lateCallback = "a second terminal callback"
         }
         return (first, r.group, r.streamId)
       }
@@ -476,10 +499,8 @@ final class ReferenceRun: Sendable {
   private func produce(
     worker: String, behaviour: ProducerBehaviour, generator: ChunkGenerator, stream: any EmitterUnderTest
   ) {
-    state.withLock { s in
-      s.handlerRuns += 1
-      if let i = s.streamIndex[stream.streamId] { s.records[i].handlerRuns += 1 }
-    }
+    let index = recorder.streamIndex(stream.streamId) ?? WireRecord.none
+    recorder.record(.handler(index, worker: recorder.workerId(worker)), at: clock.nanoseconds())
     if behaviour.chunks == 0, case .throwError = behaviour.finish { return }  // the handler threw (KSP-2.5)
     let step = Int64(behaviour.intervalMs * 1e6)
     _ = clock.schedule(at: clock.nanoseconds() &+ step) { [self] in
@@ -497,6 +518,7 @@ final class ReferenceRun: Sendable {
       let i = s.streamIndex[stream.streamId]
       return (i, i.map { s.records[$0].intendedOpen } ?? clock.nanoseconds())
     }
+    let h = recorder.streamIndex(stream.streamId) ?? WireRecord.none
     // As fast as possible: 256 chunks a turn. With an interval, every chunk due by now; an
     // interval under the burst window makes bursts, one a window, instead of a timer a chunk.
     let now = clock.nanoseconds()
@@ -523,7 +545,15 @@ final class ReferenceRun: Sendable {
           }
         }
       }
+      let at = clock.nanoseconds()
+      let calls = values.enumerated().map { k, value in
+        recorder.begin(.emit(h, index: Int32(clamping: next + k), payload: value.ijsonFingerprint, result: .ok), at: at)
+      }
       let (sent, refusal) = stream.chunks(values)
+      // The calls after the refused one never happened: they are marked closed, not ok.
+      for (k, call) in calls.enumerated() where k >= sent {
+        recorder.settle(call, k == sent ? Self.result(refusal) : .closed)
+      }
       state.withLock { s in
         guard let i = streamIndex else { return }
         for _ in sent..<values.count { _ = s.records[i].emits.popLast() }
@@ -554,9 +584,12 @@ final class ReferenceRun: Sendable {
           }
         }
       }
+      let call = recorder.begin(
+        .emit(h, index: Int32(clamping: index), payload: value.ijsonFingerprint, result: .ok), at: clock.nanoseconds())
       do {
         try stream.chunk(value)
       } catch {
+        recorder.settle(call, Self.result(error))
         if let i = streamIndex { state.withLock { _ = $0.records[i].emits.popLast() } }
         if error == .noCredit { resumeOnCredit(worker, behaviour, generator, stream, at: index) }
         return  // cancelled or closed: the producer stops
@@ -572,31 +605,32 @@ final class ReferenceRun: Sendable {
       }
       return
     }
+    func finish(error: Bool, _ body: () throws(EmitterError) -> Void) {
+      let call = recorder.begin(.finish(h, error: error, result: .ok), at: clock.nanoseconds())
+      do { try body() } catch { recorder.settle(call, Self.result(error)) }
+    }
     switch behaviour.finish {
-    case .end(let summary): try? stream.end(summary ?? Self.defaultSummary(behaviour))
-    case .error(let error): try? stream.error(error)
-    case .throwError(let error):
+    case .end(let summary):
+      finish(error: false) { () throws(EmitterError) in try stream.end(summary ?? Self.defaultSummary(behaviour)) }
+    case .error(let e): finish(error: true) { () throws(EmitterError) in try stream.error(e) }
+    case .throwError(let e):
       // The handler's continuation throws: the bus's own rule applies (KSP-2.5).
-      try? stream.error(SerializedError(thrown: error))
+      finish(error: true) { () throws(EmitterError) in try stream.error(SerializedError(thrown: e)) }
     case .hang: break
     case .crash(let announced): crash(worker, announced: announced)
     }
-    if behaviour.emitAfterFinish, let i = streamIndex {
+    if behaviour.emitAfterFinish {
       // KSP-4.3: once finished, the emitter refuses locally.
-      let refused: Bool
-      do {
-        try stream.chunk("after the end")
-        refused = false
-      } catch {
-        refused = true
-      }
-      if !refused {
-        state.withLock { s in
-          if s.records[i].closedProblem == nil {
-            s.records[i].closedProblem = "the emitter accepted a chunk after the end"
-          }
-        }
-      }
+      let call = recorder.begin(.emitAfterFinish(h, result: .ok), at: clock.nanoseconds())
+      do throws(EmitterError) { try stream.chunk("after the end") } catch { recorder.settle(call, Self.result(error)) }
+    }
+  }
+
+  static func result(_ error: EmitterError?) -> EmitResult {
+    switch error {
+    case .noCredit?: .noCredit
+    case .cancelled?: .cancelled
+    case .closed?, nil: .closed
     }
   }
 
@@ -620,6 +654,7 @@ final class ReferenceRun: Sendable {
   private func crash(_ worker: String, announced: Bool) {
     let first = state.withLock { $0.crashed.insert(worker).inserted }
     guard first else { return }
+    recorder.record(.crash(recorder.workerId(worker), announced: announced), at: clock.nanoseconds())
     if let adapters {
       // Kill its process (SIGKILL): every worker it hosted is gone.
       for gone in adapters.kill(worker) {
@@ -840,18 +875,22 @@ final class RunStateBox: Sendable {
 final class MemoryMeter: Sendable {
   let threadLocal: Bool
   let enabled: Bool
+  /// What the harness itself holds and must not be blamed on the bus (the run's history).
+  let excluding: @Sendable () -> Int64
   private let marks = Mutex<(base: Int64, peak: Int64, end: Int64?)>((0, 0, nil))
 
-  init(threadLocal: Bool, enabled: Bool = true) {
+  init(threadLocal: Bool, enabled: Bool = true, excluding: @escaping @Sendable () -> Int64 = { 0 }) {
     self.threadLocal = threadLocal
     self.enabled = enabled
+    self.excluding = excluding
   }
 
   var source: String { threadLocal ? "thread" : "process" }
 
   private func read() -> Int64? {
     guard enabled else { return nil }
-    return threadLocal ? Jemalloc.threadNet() : Jemalloc.allocated().map(Int64.init)
+    let raw = threadLocal ? Jemalloc.threadNet() : Jemalloc.allocated().map(Int64.init)
+    return raw.map { $0 - excluding() }
   }
 
   func markBaseline() {

@@ -2,6 +2,7 @@ import Foundation
 import KenshoBus
 import KenshoProtocol
 import KenshoScenario
+import KenshoVerdict
 import Synchronization
 
 /// The implementations under test behind adapter processes: one process per agent of the
@@ -23,16 +24,15 @@ final class AdapterHost: Sendable {
   let clock: any BusClock
   /// The first failure of any process; the run stops with it.
   let failure = Mutex<String?>(nil)
-  let onInvalid: @Sendable (String) -> Void
+  let recorder: HistoryRecorder
 
   init(
     command: String, scenario: Scenario, seed: UInt64, network: LocalNetwork, clock: any BusClock,
-    config: BusConfiguration, deadline: Duration, log: (@Sendable (String) -> Void)?,
-    onInvalid: @escaping @Sendable (String) -> Void
+    config: BusConfiguration, deadline: Duration, log: (@Sendable (String) -> Void)?, recorder: HistoryRecorder
   ) throws(AdapterFailure) {
     self.network = network
     self.clock = clock
-    self.onInvalid = onInvalid
+    self.recorder = recorder
     var processes: [String: AdapterProcess] = [:]
     var agentOf: [String: String] = [:]
     var hello: AdapterProcess.Hello?
@@ -84,14 +84,42 @@ final class AdapterHost: Sendable {
       var f = fields
       f["worker"] = .string(worker)
       let (events, ack) = try process.perform(op, f)
-      if let next = ack["nextTimerMs"]?.doubleValue { schedule(agent, process, at: Int64(next * 1e6)) }
+      if let raw = ack["nextTimerMs"], raw != .null {
+        // A timer deadline in scenario time: a finite number of ms the clock can represent.
+        guard let next = raw.doubleValue, next.isFinite, next >= 0, next <= Self.maxTimerMs else {
+          throw AdapterFailure(
+            description:
+              "\(process.label) answered \(op) with nextTimerMs \(raw), expected null or a number of ms from 0 to \(Int(Self.maxTimerMs))"
+          )
+        }
+        schedule(agent, process, at: Int64(next * 1e6))
+      }
       // The ack's own result first (a stream id must be known before its events), then events.
       handlePending.withLock { $0.append(contentsOf: events.map { (worker, $0) }) }
       return ack
     } catch {
-      failure.withLock { if $0 == nil { $0 = error.description } }
+      failure.withLock { if $0 == nil { $0 = (error as? AdapterFailure)?.description ?? "\(error)" } }
       return nil
     }
+  }
+
+  /// The latest timer an adapter may ask for: about 106 days, far below what the clock holds.
+  static let maxTimerMs = 9e9
+
+  /// The workers hosted by the process that hosts `worker`.
+  func hosted(with worker: String) -> Set<String> {
+    guard let agent = agentOf[worker] else { return [] }
+    return Set(agentOf.filter { $0.value == agent }.map(\.key))
+  }
+
+  /// Ends the run with `text` (the first failure wins) and kills the process that wrote it.
+  func fail(_ worker: String, _ text: String) {
+    failure.withLock { if $0 == nil { $0 = text } }
+    if let agent = agentOf[worker] { processes[agent]?.kill() }
+  }
+
+  func label(of worker: String) -> String {
+    agentOf[worker].flatMap { processes[$0]?.label } ?? "implementation"
   }
 
   private let handlePending = Mutex<[(String, [String: JSONValue])]>([])
@@ -152,15 +180,36 @@ final class AdapterHost: Sendable {
 
   private func handle(_ worker: String, _ event: [String: JSONValue]) {
     let buses = busesBox.withLock { $0 }
+    // An event names a worker of the process that wrote it, never another's (no impersonation).
+    let hosted = hosted(with: worker)
+    let named = event["worker"]?.stringValue ?? worker
+    guard hosted.contains(named) else {
+      fail(
+        worker,
+        "\(label(of: worker)) reported \(event["event"]?.stringValue ?? "an event") for worker \(Self.brief(named)), which it does not host"
+      )
+      return
+    }
     switch event["event"]?.stringValue {
     case "send":
-      guard let raw = event["message"] else { return }
+      guard let raw = event["message"] else {
+        fail(worker, "\(label(of: worker)) wrote a send event without \"message\"")
+        return
+      }
+      if let source = raw.objectValue?["sourceWorker"]?.stringValue, !hosted.contains(source) {
+        fail(worker, "\(label(of: worker)) sent a message as \(Self.brief(source)), a worker it does not host")
+        return
+      }
       switch KenshoCodec.message(from: raw, mode: .sent) {
       case .success(let m): network.send(m)
       case .failure(let rejection):
-        onInvalid("\(worker) sent an invalid message: \(rejection)")
-        // Still deliverable when only a sender-side rule is broken (KSP-5.3 and friends).
-        if case .success(let lenient) = KenshoCodec.message(from: raw, mode: .received) { network.send(lenient) }
+        // Still deliverable when only a sender-side rule is broken (KSP-5.3 and friends); the
+        // wire recorder flags it under KSP-1.1 as it passes.
+        if case .success(let lenient) = KenshoCodec.message(from: raw, mode: .received) {
+          network.send(lenient)
+        } else {
+          recorder.undecodable(from: named, problem: "\(rejection)", at: clock.nanoseconds())
+        }
       }
     case "handler":
       guard let method = event["method"]?.stringValue, let streamId = event["streamId"]?.stringValue,
@@ -178,6 +227,11 @@ final class AdapterHost: Sendable {
     default:
       break  // "log" and unknown events are ignored
     }
+  }
+
+  static func brief(_ s: String) -> String {
+    let printable = s.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? "?" : String($0) }.joined()
+    return "\"" + (printable.count > 40 ? String(printable.prefix(40)) + "…" : printable) + "\""
   }
 
   /// Makes sure the harness advances `process`'s clock to its next timer.
@@ -226,6 +280,16 @@ final class RemoteBus: BusUnderTest, TransportReceiver, Sendable {
     self.worker = worker
     self.process = process
     self.host = host
+  }
+
+  func readStats() -> StatsReading {
+    guard let ack = host.perform(worker, "stats") else {
+      return .failed(host.failure.withLock { $0 } ?? "the stats operation failed")
+    }
+    guard let s = ack["stats"]?.objectValue, let active = s["activeStreams"]?.intValue,
+      let emitters = s["emitters"]?.intValue, active >= 0, emitters >= 0
+    else { return .failed("the stats answer has no activeStreams and emitters counts") }
+    return .read(activeStreams: Int(clamping: active), emitters: Int(clamping: emitters))
   }
 
   var stats: BusStats {
@@ -360,7 +424,13 @@ final class RemoteEmitter: EmitterUnderTest, Sendable {
   func chunks(_ batch: [JSONValue]) -> (sent: Int, refusal: EmitterError?) {
     let ack = host.perform(worker, "chunks", ["streamId": .string(streamId), "data": .array(batch)])
     host.drain()
-    let sent = Int(ack?["sent"]?.intValue ?? 0)
+    let reported = ack?["sent"]?.intValue ?? 0
+    guard reported >= 0, reported <= Int64(batch.count) else {
+      host.fail(
+        worker, "\(host.label(of: worker)) acknowledged chunks with sent \(reported) for a batch of \(batch.count)")
+      return (0, .closed)
+    }
+    let sent = Int(reported)
     switch ack?["result"]?.stringValue {
     case "ok"?: return (sent, nil)
     case "no_credit"?: return (sent, .noCredit)

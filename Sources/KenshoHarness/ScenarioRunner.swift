@@ -2,6 +2,7 @@ import Foundation
 import Histogram
 import KenshoProtocol
 public import KenshoScenario
+public import KenshoVerdict
 
 /// Runs scenarios against the reference bus and judges them.
 public struct ScenarioRunner: Sendable {
@@ -24,30 +25,36 @@ public struct ScenarioRunner: Sendable {
     let run = ReferenceRun(scenario: scenario, seed: seed, options: options)
     let problem = run.execute(wallDeadline: wallDeadline)
     let metrics = Self.metrics(run)
-    var checks = scenario.expect.map { Judge(run: run, metrics: metrics).check($0) }
+    let history = run.history(complete: problem == nil)
+    let record = RunRecord(history: history, metrics: metrics)
+    var checks = scenario.expect.map { Judge.judge($0, record) }
     if let problem, problem.hasPrefix("UNSUPPORTED") {
       checks = checks.map { c in
         var u = c
         u.verdict = .unsupported
-        u.observed = problem
+        u.observed = "not supported"
+        u.detail = String(problem.dropFirst("UNSUPPORTED: ".count))
+        u.counterexample = nil
         return u
       }
     } else if let problem, run.startupFailure != nil || run.adapters?.failure.withLock({ $0 }) != nil {
       // The implementation misbehaved: its run says nothing about the scenario's rules.
       checks = [
         CheckResult(
-          name: "adapter", rule: "ADAPTER", level: "MUST", verdict: .error,
+          name: "adapter", rule: "ADAPTER", level: .harness, verdict: .error,
           expected: "an implementation that follows kensho-adapter/1", observed: problem)
       ]
     } else if let problem {
+      // A run that stopped early still proves what it saw fail; without a failure, it is an error.
+      let failed = checks.contains { $0.verdict == .fail }
       checks.insert(
         CheckResult(
-          name: "completion", rule: "HARNESS", level: "MUST", verdict: .error,
-          expected: "every stream terminal before the deadline", observed: problem), at: 0)
+          name: "completion", rule: "HARNESS", level: .harness, verdict: failed ? .untested : .error,
+          expected: "every stream terminal before the deadline", observed: problem,
+          detail: failed ? "the failures below were seen before the run stopped" : nil), at: 0)
     }
-    let leakFailed = zip(scenario.expect, checks).contains { e, c in
-      if case .noLeak = e.kind { return c.verdict == .fail }
-      return false
+    let leakFailed = checks.contains {
+      $0.name == Expectation.Kind.noLeak(maxBytesPerStream: nil, maxBytesPerChunk: nil).name && $0.verdict == .fail
     }
     // Dump the heap while the leaked objects are still alive.
     let profile = leakFailed ? HeapProfile.dump(scenario: scenario.name, into: options.profileDirectory) : nil
@@ -187,271 +194,5 @@ public struct ScenarioRunner: Sendable {
     return LatencySummary(
       count: Int(h.totalCount), p50: us(h.valueAtPercentile(50)), p90: us(h.valueAtPercentile(90)),
       p99: us(h.valueAtPercentile(99)), p999: us(h.valueAtPercentile(99.9)), max: us(h.max), mean: h.mean / 1_000)
-  }
-}
-
-/// Turns one expectation and what the run recorded into a verdict.
-struct Judge {
-  let run: ReferenceRun
-  let metrics: Metrics
-
-  func check(_ e: Expectation) -> CheckResult {
-    let level = KSPRule.named(e.rule)?.level.rawValue ?? (e.rule == "PERF" ? "PERF" : "MUST")
-    var result = evaluate(e.kind)
-    result.name = e.name
-    result.rule = e.rule
-    result.level = level
-    // A broken SHOULD rule conforms with a warning, never fails (PROTOCOL.md).
-    if result.verdict == .fail && level == "SHOULD" { result.verdict = .nonStrict }
-    return result
-  }
-
-  private func pass(_ expected: String, _ observed: String) -> CheckResult {
-    CheckResult(name: "", rule: "", level: "", verdict: .pass, expected: expected, observed: observed)
-  }
-
-  private func fail(_ expected: String, _ observed: String, _ detail: String? = nil) -> CheckResult {
-    CheckResult(name: "", rule: "", level: "", verdict: .fail, expected: expected, observed: observed, detail: detail)
-  }
-
-  private func unsupported(_ expected: String, _ observed: String) -> CheckResult {
-    CheckResult(name: "", rule: "", level: "", verdict: .unsupported, expected: expected, observed: observed)
-  }
-
-  private func judge(_ ok: Bool, _ expected: String, _ observed: String, _ detail: String? = nil) -> CheckResult {
-    ok ? pass(expected, observed) : fail(expected, observed, detail)
-  }
-
-  private var records: [StreamRecord] { run.state.withLock { $0.records } }
-
-  private func label(_ i: Int, _ r: StreamRecord) -> String {
-    "stream #\(i) (\(r.streamId ?? "?"), \(r.consumer ?? "?") ← \(r.producer ?? "?"))"
-  }
-
-  func evaluate(_ kind: Expectation.Kind) -> CheckResult {
-    let records = self.records
-    switch kind {
-    case .orderedDelivery:
-      var bad = 0
-      var first: String?
-      for (i, r) in records.enumerated() {
-        var problem = r.mismatch
-        if problem == nil, case .end? = r.outcome, let producer = r.producer,
-          let b = run.scenario.behaviour(of: run.scenario.workload[r.group].method, on: producer),
-          r.received != b.chunks
-        {
-          problem = "ended after \(r.received) of \(b.chunks) chunks"
-        }
-        if let problem {
-          bad += 1
-          if first == nil { first = "\(label(i, r)): \(problem)" }
-        }
-      }
-      return judge(
-        bad == 0, "every chunk once, in order, unchanged (\(records.count) streams)",
-        bad == 0 ? "\(metrics.chunksDelivered) chunks in order" : "\(bad) streams out of order or incomplete", first)
-
-    case .exactlyOneTerminal:
-      let offenders = records.enumerated().filter { $0.element.terminals != 1 || $0.element.lateCallback != nil }
-      let first = offenders.first.map { i, r in
-        "\(label(i, r)): \(r.terminals) terminal callbacks" + (r.lateCallback.map { "; \($0)" } ?? "")
-      }
-      return judge(
-        offenders.isEmpty, "one terminal callback per stream, nothing after",
-        offenders.isEmpty ? "\(records.count) streams, one each" : "\(offenders.count) streams broke it", first)
-
-    case .outcome(let match):
-      let matching = records.filter { matches($0.outcome, match) }.count
-      let needed = Int((Double(records.count) * match.fraction).rounded(.up))
-      let firstMiss = records.enumerated().first { !matches($0.element.outcome, match) }
-      return judge(
-        matching >= needed && !records.isEmpty, describe(match, count: needed),
-        "\(matching) of \(records.count) streams",
-        firstMiss.map { "\(label($0.offset, $0.element)): \(describe($0.element.outcome))" })
-
-    case .summaryPreserved:
-      var bad: String?
-      var ended = 0
-      for (i, r) in records.enumerated() {
-        guard case .end? = r.outcome else { continue }
-        ended += 1
-        if let problem = r.summaryProblem, bad == nil { bad = "\(label(i, r)): \(problem)" }
-      }
-      return judge(bad == nil && ended > 0, "onEnd receives the producer's summary", "\(ended) ended streams", bad)
-
-    case .activeStreamsEmpty:
-      let crashed = run.state.withLock { $0.crashed }
-      var left: [String] = []
-      for (name, bus) in run.buses.sorted(by: { $0.key < $1.key }) where !crashed.contains(name) {
-        let s = bus.stats
-        if s.activeStreams > 0 { left.append("\(name): \(s.activeStreams) activeStreams entries") }
-        if s.emitters > 0 { left.append("\(name): \(s.emitters) producer emitters") }
-      }
-      return judge(
-        left.isEmpty, "no activeStreams entry and no emitter left",
-        left.isEmpty ? "all empty" : left.joined(separator: "; "))
-
-    case .timeoutWindow:
-      let sweep = run.sweepNanos
-      var timedOut = 0
-      var bad: String?
-      for (i, r) in records.enumerated() {
-        guard case .error(let e)? = r.outcome, e.code == ErrorCode.streamTimeout, let at = r.terminalAt else {
-          continue
-        }
-        timedOut += 1
-        let idle = at - r.lastActivity
-        if (idle <= r.timeout || idle > r.timeout + sweep) && bad == nil {
-          bad =
-            "\(label(i, r)): timed out after \(Double(idle) / 1e6) ms idle; window (\(Double(r.timeout) / 1e6), \(Double(r.timeout + sweep) / 1e6)] ms"
-        }
-      }
-      return judge(
-        bad == nil && timedOut > 0, "STREAM_TIMEOUT after the timeout, within one sweep of it",
-        "\(timedOut) streams timed out", bad ?? (timedOut == 0 ? "no stream timed out" : nil))
-
-    case .handlerRuns(let perStream):
-      let total = run.state.withLock { $0.handlerRuns }
-      let bad = records.enumerated().first { $0.element.handlerRuns != perStream && $0.element.producer != nil }
-      let expectedTotal = perStream * records.count
-      return judge(
-        bad == nil && total == expectedTotal, "the handler runs \(perStream)× per stream (\(expectedTotal) in all)",
-        "\(total) runs", bad.map { "\(label($0.offset, $0.element)): \($0.element.handlerRuns) runs" })
-
-    case .streamRequests:
-      let bad = records.enumerated().first { $0.element.requests != 1 || $0.element.requestProblem != nil }
-      return judge(
-        bad == nil && !records.isEmpty, "one stream_request {method, args} per stream, fresh ids",
-        "\(records.count) streams",
-        bad.map {
-          "\(label($0.offset, $0.element)): \($0.element.requestProblem ?? "\($0.element.requests) stream_requests")"
-        })
-
-    case .emitterClosed:
-      let finished = records.filter { $0.producerFinished }.count
-      let bad = records.enumerated().first { $0.element.closedProblem != nil }
-      return judge(
-        bad == nil && finished > 0, "nothing sent after end or error; further emits refused",
-        "\(finished) streams finished by their producer",
-        bad.map { "\(label($0.offset, $0.element)): \($0.element.closedProblem ?? "")" })
-
-    case .tracePropagated:
-      let traced = records.filter { $0.traceId != nil }
-      let bad = records.enumerated().first { $0.element.traceProblem != nil }
-      return judge(
-        bad == nil && !traced.isEmpty, "every message of a traced stream carries its traceId",
-        "\(traced.count) traced streams",
-        bad.map { "\(label($0.offset, $0.element)): \($0.element.traceProblem ?? "")" })
-
-    case .wireValid:
-      let (count, examples) = run.state.withLock { ($0.invalidWireCount, $0.invalidWire) }
-      let total = metrics.messages.values.reduce(0, +)
-      return judge(
-        count == 0, "every message a well-formed KenshoMessage", "\(count) of \(total) malformed",
-        examples.first)
-
-    case .payloadDigest:
-      var compared = 0
-      var bad: String?
-      for (i, r) in records.enumerated() {
-        guard case .end? = r.outcome, let sent = r.sentDigest, let received = r.receivedDigest else { continue }
-        compared += 1
-        let a = sent.finalize()
-        let b = received.finalize()
-        if a != b && bad == nil { bad = "\(label(i, r)): sent SHA-256 \(a), received \(b)" }
-      }
-      return judge(
-        bad == nil && compared > 0, "SHA-256 of the bytes received = of the bytes sent",
-        "\(compared) streams compared", bad ?? (compared == 0 ? "no binary stream ended" : nil))
-
-    case .memoryReturns(let maxBytes):
-      guard let retained = metrics.retainedBytes else {
-        return unsupported("≤ \(maxBytes) B retained", "no jemalloc statistics")
-      }
-      return judge(
-        retained <= maxBytes, "≤ \(maxBytes) B retained after all streams",
-        "\(retained) B (\(metrics.memorySource ?? ""))")
-
-    case .peakMemory(let maxBytes):
-      guard let peak = metrics.peakBytes else {
-        return unsupported("≤ \(maxBytes) B peak", "no jemalloc statistics")
-      }
-      return judge(
-        peak <= maxBytes, "≤ \(maxBytes) B above baseline at peak", "\(peak) B (\(metrics.memorySource ?? ""))")
-
-    case .noLeak(let perStream, let perChunk):
-      let measured = [
-        perStream.map { ("per stream", $0, metrics.growthPerStream) },
-        perChunk.map { ("per chunk", $0, metrics.growthPerChunk) },
-      ].compactMap { $0 }
-      let expected = measured.map { "≤ \($0.1) B \($0.0)" }.joined(separator: ", ")
-      if measured.contains(where: { $0.2 == nil }) {
-        return unsupported(expected, "too few memory samples to fit (sampleEveryMs)")
-      }
-      let observed = measured.map { String(format: "%.1f B %@", $0.2 ?? 0, $0.0) }.joined(separator: ", ")
-      let ok = measured.allSatisfy { ($0.2 ?? 0) <= $0.1 }
-      return judge(
-        ok, expected, observed,
-        ok ? nil : "memory grows with the work done: a leak (samples: \(run.state.withLock { $0.samples.count }))")
-
-    case .metric(let metric, let min, let max):
-      guard let value = value(of: metric) else {
-        return unsupported(bounds(min, max), "not measured")
-      }
-      let ok = (min.map { value >= $0 } ?? true) && (max.map { value <= $0 } ?? true)
-      return judge(ok, bounds(min, max), String(format: "%.3f", value))
-    }
-  }
-
-  func value(of metric: Metric) -> Double? {
-    switch metric {
-    case .latencyP50Us: metrics.chunkLatency?.p50
-    case .latencyP90Us: metrics.chunkLatency?.p90
-    case .latencyP99Us: metrics.chunkLatency?.p99
-    case .latencyP999Us: metrics.chunkLatency?.p999
-    case .latencyMaxUs: metrics.chunkLatency?.max
-    case .chunksPerSecond: metrics.chunksPerSecond
-    case .bytesPerSecond: metrics.bytesPerSecond
-    case .retainedBytes: metrics.retainedBytes.map(Double.init)
-    case .peakBytes: metrics.peakBytes.map(Double.init)
-    case .chunksDelivered: Double(metrics.chunksDelivered)
-    case .streamsCompleted: Double(metrics.streamsCompleted)
-    case .maxInboxDepth: metrics.maxInboxDepth.map(Double.init)
-    }
-  }
-
-  func bounds(_ min: Double?, _ max: Double?) -> String {
-    switch (min, max) {
-    case (let a?, let b?): "between \(a) and \(b)"
-    case (let a?, nil): "≥ \(a)"
-    case (nil, let b?): "≤ \(b)"
-    case (nil, nil): "anything"
-    }
-  }
-
-  func matches(_ outcome: StreamRecord.Outcome?, _ m: OutcomeMatch) -> Bool {
-    switch (outcome, m.terminal) {
-    case (.end?, .end): return true
-    case (.error(let e)?, .error):
-      return (m.code.map { $0 == e.code } ?? true) && (m.name.map { $0 == e.name } ?? true)
-        && (m.message.map { $0 == e.message } ?? true)
-    default: return false
-    }
-  }
-
-  func describe(_ m: OutcomeMatch, count: Int) -> String {
-    var parts = [m.terminal == .end ? "onEnd" : "onError"]
-    if let code = m.code { parts.append("code \(code)") }
-    if let name = m.name { parts.append("name \(name)") }
-    if let message = m.message { parts.append("message \"\(message)\"") }
-    return parts.joined(separator: ", ") + " for \(count) streams"
-  }
-
-  func describe(_ outcome: StreamRecord.Outcome?) -> String {
-    switch outcome {
-    case .end?: "onEnd"
-    case .error(let e)?: "onError(\(e))"
-    case nil: "no terminal callback"
-    }
   }
 }

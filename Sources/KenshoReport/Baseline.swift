@@ -1,5 +1,6 @@
-public import KenshoHarness
+import KenshoHarness
 public import KenshoScenario
+public import KenshoVerdict
 
 /// A metric that got worse than in the baseline report by more than allowed.
 public struct Regression: Sendable, Codable, Hashable {

@@ -1,5 +1,6 @@
 import Foundation
 import KenshoHarness
+import KenshoVerdict
 
 /// The HTML report: one self-contained page (inline CSS and SVG, no scripts, no network) that
 /// a person reads: summary, verdict per rule and per scenario, checks, metrics, charts, and the
@@ -24,7 +25,7 @@ public enum HTMLReport {
       .el(
         "div", [("class", "summary")],
         [
-          badge("verdict", s.verdict.rawValue.uppercased(), s.verdict),
+          badge("verdict", s.verdict.label, s.verdict),
           badge("scenarios", "\(s.scenarios)", nil),
           badge("passed", "\(s.passed)", .pass),
           badge("failed", "\(s.failed)", s.failed > 0 ? .fail : nil),
@@ -100,7 +101,7 @@ public enum HTMLReport {
         ["verdict", "rule", "check", "expected", "observed"],
         r.checks.map { c in
           [
-            verdictCell(c.verdict), .text("\(c.rule) (\(c.level))"), .text(c.name), .text(c.expected),
+            verdictCell(c.verdict), .text("\(c.rule) (\(c.level.rawValue))"), .text(c.name), .text(c.expected),
             .group([.text(c.observed)] + (c.detail.map { [.el("div", [("class", "detail")], text: $0)] } ?? [])),
           ]
         }))
@@ -229,7 +230,7 @@ public enum HTMLReport {
   }
 
   static func verdictCell(_ v: Verdict) -> Markup {
-    .el("span", [("class", "verdict \(v.rawValue)")], text: v.rawValue.uppercased())
+    .el("span", [("class", "verdict \(v.rawValue)")], text: v.label)
   }
 
   static func anchor(_ name: String) -> String {
@@ -260,7 +261,7 @@ public enum HTMLReport {
     .badge.pass{border-color:#2e7d32}.badge.fail,.badge.error{border-color:#c62828;background:#fdecea}
     .verdict{font-weight:700;font-size:11px;padding:1px 6px;border-radius:3px;color:#fff;background:#777}
     .verdict.pass{background:#2e7d32}.verdict.fail{background:#c62828}.verdict.error{background:#6a1b9a}
-    .verdict.non_strict{background:#ef6c00}.verdict.unsupported{background:#90a4ae}
+    .verdict.non_strict{background:#ef6c00}.verdict.unsupported{background:#90a4ae}.verdict.untested{background:#b0a060}
     .grade{font-weight:700;font-size:11px;white-space:nowrap}td:nth-child(2){white-space:nowrap}.grade.OK{color:#2e7d32}.grade.FAILED{color:#c62828}
     .grade.NON-STRICT{color:#ef6c00}.grade.UNTESTED,.grade.UNSUPPORTED{color:#90a4ae}
     .finding{background:#fff4e5;border:1px solid #ef6c00;padding:8px;border-radius:4px}

@@ -1,6 +1,7 @@
 import Foundation
 import FoundationXML
 import KenshoHarness
+import KenshoVerdict
 
 /// JUnit XML: a test suite per scenario, a test case per check. A failed check carries its
 /// rule id and message; an unsupported one is skipped; a scenario that could not finish is an
@@ -18,7 +19,9 @@ public enum JUnitReport {
       suite.addAttribute(attribute("tests", "\(scenario.checks.count)"))
       suite.addAttribute(attribute("failures", "\(scenario.checks.filter { $0.verdict == .fail }.count)"))
       suite.addAttribute(attribute("errors", "\(scenario.checks.filter { $0.verdict == .error }.count)"))
-      suite.addAttribute(attribute("skipped", "\(scenario.checks.filter { $0.verdict == .unsupported }.count)"))
+      suite.addAttribute(
+        attribute(
+          "skipped", "\(scenario.checks.filter { $0.verdict == .unsupported || $0.verdict == .untested }.count)"))
       suite.addAttribute(attribute("time", String(format: "%.3f", scenario.metrics.wallSeconds)))
       if let file = scenario.file { suite.addAttribute(attribute("file", file)) }
       for check in scenario.checks {
@@ -32,9 +35,9 @@ public enum JUnitReport {
         case .nonStrict:
           testcase.addChild(
             XMLElement(name: "system-out", stringValue: sanitized("NON-STRICT (a SHOULD rule): " + text)))
-        case .unsupported:
+        case .unsupported, .untested:
           let skipped = XMLElement(name: "skipped")
-          skipped.addAttribute(attribute("message", message))
+          skipped.addAttribute(attribute("message", "\(check.verdict.label): " + (check.detail ?? message)))
           testcase.addChild(skipped)
         case .fail, .error:
           let failure = XMLElement(name: check.verdict == .fail ? "failure" : "error", stringValue: sanitized(text))

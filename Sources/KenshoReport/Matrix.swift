@@ -1,6 +1,7 @@
 public import Foundation
 import KenshoHarness
 import KenshoProtocol
+import KenshoVerdict
 
 /// The conformance matrix: implementations by rules, each cell graded OK, NON-STRICT, FAILED,
 /// UNSUPPORTED or UNTESTED and linked to its evidence in that implementation's HTML report.

@@ -1,6 +1,7 @@
 public import Foundation
-public import KenshoHarness
+import KenshoHarness
 import KenshoProtocol
+public import KenshoVerdict
 
 #if canImport(Glibc)
   import Glibc
@@ -48,6 +49,8 @@ public struct RunReport: Sendable, Codable {
     public var passed: Int
     public var nonStrict: Int
     public var unsupported: Int
+    /// Scenarios whose situation never occurred for some check: nothing was proved there.
+    public var untested: Int
     public var failed: Int
     public var errors: Int
     public var verdict: Verdict
@@ -58,7 +61,7 @@ public struct RunReport: Sendable, Codable {
     public var id: String
     public var level: String
     public var text: String
-    /// `OK`, `NON-STRICT`, `FAILED`, `UNSUPPORTED`, or `UNTESTED`.
+    /// `OK`, `NON-STRICT`, `FAILED`, `ERROR`, `UNSUPPORTED`, or `UNTESTED` (``Verdict/label``).
     public var grade: String
     /// The scenarios and checks behind the grade.
     public var evidence: [String]
@@ -81,25 +84,15 @@ public struct RunReport: Sendable, Codable {
     let count = { (v: Verdict) in results.filter { $0.verdict == v }.count }
     summary = Summary(
       scenarios: results.count, passed: count(.pass), nonStrict: count(.nonStrict), unsupported: count(.unsupported),
-      failed: count(.fail), errors: count(.error), verdict: results.map(\.verdict).max() ?? .pass)
-    rules = KSPRule.all.map { rule in
-      var evidence: [String] = []
-      var verdicts: [Verdict] = []
-      for r in results {
-        for c in r.checks where c.rule == rule.id {
-          verdicts.append(c.verdict)
-          evidence.append("\(r.name) › \(c.name): \(c.verdict.rawValue)")
-        }
+      untested: count(.untested), failed: count(.fail), errors: count(.error),
+      verdict: results.map(\.verdict).max() ?? .pass)
+    let graded = KenshoVerdict.RuleGrade.grade(results.flatMap { r in r.checks.map { (r.name, $0) } })
+    rules = zip(KSPRule.all, graded).map { rule, g in
+      let evidence = results.flatMap { r in
+        r.checks.filter { $0.rule == rule.id }.map { "\(r.name) › \($0.name): \($0.verdict.label)" }
       }
-      let grade: String
-      switch verdicts.max() {
-      case nil: grade = "UNTESTED"
-      case .pass?: grade = "OK"
-      case .nonStrict?: grade = "NON-STRICT"
-      case .unsupported?: grade = verdicts.contains(.pass) ? "OK" : "UNSUPPORTED"
-      case .fail?, .error?: grade = "FAILED"
-      }
-      return RuleGrade(id: rule.id, level: rule.level.rawValue, text: rule.text, grade: grade, evidence: evidence)
+      return RuleGrade(
+        id: rule.id, level: rule.level.rawValue, text: rule.text, grade: g.verdict.label, evidence: evidence)
     }
   }
 

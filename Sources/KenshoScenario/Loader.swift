@@ -548,6 +548,12 @@ final class Reader {
     case "trace_propagated"?: kind = object(v, path, allowed: base).map { _ in .tracePropagated }
     case "emitter_closed"?: kind = object(v, path, allowed: base).map { _ in .emitterClosed }
     case "payload_sha256"?: kind = object(v, path, allowed: base).map { _ in .payloadDigest }
+    case "malformed_dropped"?: kind = object(v, path, allowed: base).map { _ in .malformedDropped }
+    case "misaddressed_ignored"?: kind = object(v, path, allowed: base).map { _ in .misaddressedIgnored }
+    case "chunks_addressed"?: kind = object(v, path, allowed: base).map { _ in .chunksAddressed }
+    case "cancel_stops_producer"?: kind = object(v, path, allowed: base).map { _ in .cancelStopsProducer }
+    case "foreign_cancel_ignored"?: kind = object(v, path, allowed: base).map { _ in .foreignCancelIgnored }
+    case "seq_delivery"?: kind = object(v, path, allowed: base).map { _ in .seqDelivery }
     case "handler_runs"?:
       kind = object(v, path, allowed: base.union(["perStream"])).map { o in
         .handlerRuns(integer(o, "perStream", path, min: 0) ?? 1)
@@ -593,6 +599,13 @@ final class Reader {
         found: "\"\(other)\"")
       kind = nil
     case nil: kind = nil
+    }
+    if let kind, let rule, KSPRule.named(rule) != nil || rule == "PERF", !kind.decidableRules.contains(rule) {
+      problem(
+        "\(path).rule",
+        expected: "a rule that \(kind.name) decides (" + kind.decidableRules.sorted().joined(separator: ", ") + ")",
+        found: "\"\(rule)\"")
+      return nil
     }
     return kind.map { Expectation($0, rule: rule) }
   }

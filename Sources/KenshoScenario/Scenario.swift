@@ -253,6 +253,18 @@ public struct Expectation: Sendable, Hashable {
     case noLeak(maxBytesPerStream: Double?, maxBytesPerChunk: Double?)
     /// A metric stays within bounds.
     case metric(Metric, min: Double?, max: Double?)
+    /// Malformed messages the harness forges are dropped: no callback, no stream disturbed (KSP-1.2).
+    case malformedDropped
+    /// Messages addressed to another worker are ignored (KSP-1.3).
+    case misaddressedIgnored
+    /// Each chunk emitted goes out as one `stream_chunk` to the consumer (KSP-3.1).
+    case chunksAddressed
+    /// Once the consumer's cancel arrives, the producer's emitter refuses (KSP-7.2).
+    case cancelStopsProducer
+    /// A cancel from anyone but the consumer is ignored (KSP-7.3).
+    case foreignCancelIgnored
+    /// Numbered chunks arrive in order without repeats over a faulty transport (KSP-3.4).
+    case seqDelivery
   }
 
   public init(_ kind: Kind, rule: String? = nil) {
@@ -334,6 +346,30 @@ extension Expectation.Kind {
     case .peakMemory: "peak_memory"
     case .noLeak: "no_leak"
     case .metric(let m, _, _): m.rawValue
+    case .malformedDropped: "malformed_dropped"
+    case .misaddressedIgnored: "misaddressed_ignored"
+    case .chunksAddressed: "chunks_addressed"
+    case .cancelStopsProducer: "cancel_stops_producer"
+    case .foreignCancelIgnored: "foreign_cancel_ignored"
+    case .seqDelivery: "seq_delivery"
+    }
+  }
+
+  /// The rules this check can decide: its own, and for a few checks a close relative. A file
+  /// may name one of these as the expectation's `rule`, no other (a check decides only what
+  /// it observes).
+  public var decidableRules: Set<String> {
+    switch self {
+    case .handlerRuns: ["KSP-2.2", "KSP-2.4"]
+    case .outcome: ["KSP-2.3", "KSP-2.5", "KSP-4.1", "KSP-5.1", "KSP-5.2", "KSP-5.3", "KSP-6.2", "KSP-7.1", "KSP-8.1", "KSP-8.2", "KSP-10.1", defaultRule]
+    case .exactlyOneTerminal: ["KSP-4.2", "KSP-5.4"]
+    case .activeStreamsEmpty: ["KSP-9.1", "KSP-8.2", "KSP-10.1"]
+    case .metric(let m, _, _):
+      switch m {
+      case .retainedBytes, .peakBytes: [defaultRule]
+      default: ["PERF", "KSP-9.3", "KSP-3.4"]
+      }
+    default: [defaultRule]
     }
   }
 
@@ -354,6 +390,12 @@ extension Expectation.Kind {
     case .memoryReturns: "KSP-9.2"
     case .peakMemory: "KSP-9.3"
     case .noLeak: "KSP-9.2"
+    case .malformedDropped: "KSP-1.2"
+    case .misaddressedIgnored: "KSP-1.3"
+    case .chunksAddressed: "KSP-3.1"
+    case .cancelStopsProducer: "KSP-7.2"
+    case .foreignCancelIgnored: "KSP-7.3"
+    case .seqDelivery: "KSP-3.4"
     case .metric(let m, _, _):
       switch m {
       case .retainedBytes: "KSP-9.2"
@@ -367,7 +409,8 @@ extension Expectation.Kind {
   public static let checkNames = [
     "ordered_delivery", "exactly_one_terminal", "outcome", "summary_preserved", "active_streams_empty",
     "timeout_window", "handler_runs", "wire_valid", "payload_sha256", "memory_returns", "peak_memory", "no_leak",
-    "stream_requests", "trace_propagated", "emitter_closed",
+    "stream_requests", "trace_propagated", "emitter_closed", "malformed_dropped", "misaddressed_ignored",
+    "chunks_addressed", "cancel_stops_producer", "foreign_cancel_ignored", "seq_delivery",
   ]
 }
 

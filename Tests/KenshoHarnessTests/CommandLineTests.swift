@@ -26,7 +26,7 @@ struct CommandLineTests {
   func passingRunExitsZero() throws {
     let r = try kenshoBench(["Scenarios/ordering-seed.json", "--out", out.path])
     #expect(r.code == 0, "\(r.stderr)")
-    #expect(r.stdout.contains("PASS  ordering-seed"))
+    #expect(r.stdout.contains("OK          ordering-seed"))
     let data = try Data(contentsOf: out.appendingPathComponent("kensho-report.json"))
     let json = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
     #expect(json["format"] as? String == "kensho-report/1")
@@ -52,7 +52,7 @@ struct CommandLineTests {
     ).write(to: file)
     let r = try kenshoBench([file.path, "--out", out.path])
     #expect(r.code == 1)
-    #expect(r.stdout.contains("FAIL  expects-the-impossible"))
+    #expect(r.stdout.contains("FAILED      expects-the-impossible"))
     #expect(r.stdout.contains("KSP-4.1"))
   }
 
@@ -176,7 +176,7 @@ struct HeapProfileTests {
     let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     process.waitUntilExit()
     #expect(process.terminationStatus == 1)
-    #expect(output.contains("fail KSP-9.2 no_leak"))
+    #expect(output.contains("FAILED KSP-9.2 no_leak"))
     #expect(output.contains("jeprof --show_bytes --text"), "\(output)")
     #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("soak-many-streams.heap").path))
   }

@@ -1,5 +1,6 @@
 import Foundation
 @_spi(Testing) import KenshoHarness
+import KenshoVerdict
 import KenshoScenario
 import Testing
 

@@ -1,5 +1,6 @@
 import Foundation
 @_spi(Testing) import KenshoHarness
+import KenshoVerdict
 import KenshoProtocol
 import KenshoReport
 import KenshoScenario

@@ -1,6 +1,7 @@
 import Foundation
 import FoundationXML
 import KenshoHarness
+import KenshoVerdict
 import KenshoReport
 import KenshoScenario
 import Testing
@@ -27,7 +28,7 @@ struct ReportTests {
   }
 
   let hostile = CheckResult(
-    name: "outcome", rule: "KSP-5.2", level: "MUST", verdict: .fail, expected: "onError code \"X\"",
+    name: "outcome", rule: "KSP-5.2", level: .must, verdict: .fail, expected: "onError code \"X\"",
     observed: "<script>alert('x')</script>", detail: "\" onmouseover=\"alert(1)")
 
   @Test("the HTML escapes everything that came from a run")
@@ -54,7 +55,7 @@ struct ReportTests {
   @Test("JUnit: one testcase per check; a failure carries the rule id and the message")
   func junit() throws {
     let pass = CheckResult(
-      name: "ordered_delivery", rule: "KSP-3.2", level: "MUST", verdict: .pass, expected: "e", observed: "o")
+      name: "ordered_delivery", rule: "KSP-3.2", level: .must, verdict: .pass, expected: "e", observed: "o")
     let xml = JUnitReport.render(report([result(name: "s", verdict: .fail, checks: [pass, hostile])]))
     let doc = try XMLDocumentParser(xml)
     #expect(doc.count("testcase") == 2)

@@ -1,5 +1,6 @@
 import Foundation
 import KenshoHarness
+import KenshoVerdict
 import KenshoScenario
 import Testing
 

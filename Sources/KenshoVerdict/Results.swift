@@ -1,61 +1,3 @@
-import KenshoProtocol
-
-/// The verdict of a check or a scenario.
-public enum Verdict: String, Sendable, Hashable, Codable, Comparable {
-  case pass
-  /// A SHOULD rule was broken: conforms, with a warning.
-  case nonStrict = "non_strict"
-  /// The implementation cannot run this (missing capability).
-  case unsupported
-  /// A MUST rule or a threshold was broken.
-  case fail
-  /// The scenario could not be run to the end (deadline, harness failure).
-  case error
-
-  private var severity: Int {
-    switch self {
-    case .pass: 0
-    case .unsupported: 1
-    case .nonStrict: 2
-    case .fail: 3
-    case .error: 4
-    }
-  }
-
-  public static func < (a: Verdict, b: Verdict) -> Bool { a.severity < b.severity }
-
-  /// Whether a run with this verdict counts as passing (exit code 0).
-  public var isSuccess: Bool { self == .pass || self == .nonStrict || self == .unsupported }
-}
-
-/// The outcome of one expectation.
-public struct CheckResult: Sendable, Hashable, Codable {
-  /// The check's name as in the scenario file (`ordered_delivery`, `latency_p99_us`, ...).
-  public var name: String
-  /// The KSP rule id it stands for, or `PERF` for a performance threshold.
-  public var rule: String
-  /// `MUST`, `SHOULD` or `PERF`.
-  public var level: String
-  public var verdict: Verdict
-  public var expected: String
-  public var observed: String
-  /// What went wrong, with the first offending stream, when it failed.
-  public var detail: String?
-
-  public init(
-    name: String, rule: String, level: String, verdict: Verdict, expected: String, observed: String,
-    detail: String? = nil
-  ) {
-    self.name = name
-    self.rule = rule
-    self.level = level
-    self.verdict = verdict
-    self.expected = expected
-    self.observed = observed
-    self.detail = detail
-  }
-}
-
 /// Latency percentiles, in microseconds.
 public struct LatencySummary: Sendable, Hashable, Codable {
   public var count: Int
@@ -65,6 +7,16 @@ public struct LatencySummary: Sendable, Hashable, Codable {
   public var p999: Double
   public var max: Double
   public var mean: Double
+
+  public init(count: Int, p50: Double, p90: Double, p99: Double, p999: Double, max: Double, mean: Double) {
+    self.count = count
+    self.p50 = p50
+    self.p90 = p90
+    self.p99 = p99
+    self.p999 = p999
+    self.max = max
+    self.mean = mean
+  }
 }
 
 /// What a run measured.
@@ -132,6 +84,24 @@ public struct Sample: Sendable, Hashable, Codable {
   /// Chunk latency (wall clock) over the interval since the previous sample.
   public var latencyP50Us: Double?
   public var latencyP99Us: Double?
+
+  public init(
+    t: Double, activeStreams: Int, emitters: Int, allocated: Int?, chunksDelivered: Int, streamsCompleted: Int,
+    processAllocated: Int? = nil, processActive: Int? = nil, processResident: Int? = nil, latencyP50Us: Double? = nil,
+    latencyP99Us: Double? = nil
+  ) {
+    self.t = t
+    self.activeStreams = activeStreams
+    self.emitters = emitters
+    self.allocated = allocated
+    self.chunksDelivered = chunksDelivered
+    self.streamsCompleted = streamsCompleted
+    self.processAllocated = processAllocated
+    self.processActive = processActive
+    self.processResident = processResident
+    self.latencyP50Us = latencyP50Us
+    self.latencyP99Us = latencyP99Us
+  }
 }
 
 /// One message of the traced stream (the first one opened), for the sequence diagram.
@@ -143,12 +113,26 @@ public struct TraceEntry: Sendable, Hashable, Codable {
   public var to: String
   public var seq: Int?
   public var code: String?
+
+  public init(t: Double, type: String, from: String, to: String, seq: Int?, code: String?) {
+    self.t = t
+    self.type = type
+    self.from = from
+    self.to = to
+    self.seq = seq
+    self.code = code
+  }
 }
 
 /// A point of a latency percentile curve.
 public struct PercentilePoint: Sendable, Hashable, Codable {
   public var percentile: Double
   public var valueUs: Double
+
+  public init(percentile: Double, valueUs: Double) {
+    self.percentile = percentile
+    self.valueUs = valueUs
+  }
 }
 
 /// The result of one scenario.
@@ -200,8 +184,4 @@ public struct ScenarioResult: Sendable, Hashable, Codable {
     for c in checks where !seen.contains(c.rule) { seen.append(c.rule) }
     return seen
   }
-}
-
-extension KSPRule.Level {
-  var name: String { rawValue }
 }

@@ -1,0 +1,65 @@
+import KenshoProtocol
+
+extension StreamTimeline {
+  /// The stream's last activity under KSP-3.3, ns: its opening, or the latest message its
+  /// consumer's bus accepted from its producer before the stream ended — a data chunk, or a
+  /// `stream_end`/`stream_error` (held back while chunks are missing). Messages dropped under
+  /// KSP-1.2 or 1.3, credit frames and messages from anyone else never count.
+  func lastActivity(_ h: History, stream s: Int, before end: Int64) -> Int64 {
+    let info = h.streams[s]
+    var last = info.openedAt
+    for d in deliveries where d.beforeTerminal && d.t <= end && d.to == info.consumer {
+      let w = h.wire[Int(d.message)]
+      guard w.problem < 0, w.from == info.producer, w.to == info.consumer || w.to == WireRecord.broadcast,
+        !w.creditFrame, w.type == .streamChunk || w.type == .streamEnd || w.type == .streamError
+      else { continue }
+      last = max(last, d.t)
+    }
+    return last
+  }
+}
+
+/// KSP-6.2: a stream idle (KSP-3.3) for longer than its timeout ends with `STREAM_TIMEOUT`, never
+/// before its timeout has passed and at the latest one sweep interval after. Also judged when
+/// the run stopped at its deadline: a stream left idle past its timeout plus a sweep failed it.
+public struct TimeoutWindow: Check {
+  public let rule = "KSP-6.2"
+  public let expected = "STREAM_TIMEOUT after the idle timeout, within one sweep of it"
+  public init() {}
+
+  public func judge(_ run: RunRecord) -> CheckOutcome {
+    let h = run.history
+    var timedOut = 0
+    for (s, tl) in run.timelines.enumerated() {
+      let info = h.streams[s]
+      guard let (terminal, at) = tl.terminal else {
+        // Still open at the end of the run: idle past timeout + sweep is a missed timeout.
+        guard tl.opened else { continue }
+        let last = tl.lastActivity(h, stream: s, before: h.endedAt)
+        if h.endedAt - last > info.timeout + h.sweepInterval {
+          return .fail(
+            observed: "\(timedOut) streams timed out",
+            run.counterexample(
+              stream: s, at: h.endedAt,
+              "idle for \(History.ms(h.endedAt - last)) ms with a timeout of \(History.ms(info.timeout)) ms and a sweep every \(History.ms(h.sweepInterval)) ms, and never timed out"
+            ))
+        }
+        continue
+      }
+      guard terminal.error(h)?.code == ErrorCode.streamTimeout else { continue }
+      timedOut += 1
+      let last = tl.lastActivity(h, stream: s, before: at)
+      let idle = at - last
+      if idle <= info.timeout || idle > info.timeout + h.sweepInterval {
+        return .fail(
+          observed: "\(timedOut) streams timed out",
+          run.counterexample(
+            stream: s, at: at,
+            "timed out after \(History.ms(idle)) ms idle (last activity at \(History.ms(last)) ms); allowed window (\(History.ms(info.timeout)), \(History.ms(info.timeout + h.sweepInterval))] ms"
+          ))
+      }
+    }
+    return timedOut == 0
+      ? .untested("no stream timed out") : .pass(observed: "\(timedOut) streams timed out in their window")
+  }
+}
