@@ -13,10 +13,12 @@ import { MessageBus, ManualClock, EmitterError, DEFECTS } from './kensho-bus.mjs
 
 const args = process.argv.slice(2);
 const defects = [];
+const without = new Set();
 let misbehave = null;
 for (let i = 0; i < args.length; i += 1) {
   if (args[i] === '--defect') defects.push(args[++i]);
   else if (args[i] === '--misbehave') misbehave = args[++i];
+  else if (args[i] === '--without-capability') without.add(args[++i]);
   else if (args[i] === '--list-defects') {
     for (const [name, text] of Object.entries(DEFECTS)) process.stdout.write(`${name}\t${text}\n`);
     process.exit(0);
@@ -56,7 +58,8 @@ const ops = {
     return {
       protocol: 'kensho-adapter/1',
       implementation: { name: 'kensho-js', version: '0.1.0', language: 'javascript', defects },
-      capabilities: ['virtual_time', 'stats', 'cancel', 'seq', 'peer_down', 'flow_control'],
+      capabilities: ['virtual_time', 'stats', 'cancel', 'seq', 'peer_down', 'flow_control']
+        .filter((c) => !without.has(c)),
     };
   },
   configure(op) {

@@ -24,7 +24,7 @@ export const DEFECTS = Object.freeze({
   'duplicate-reruns-handler': 'A repeated stream_request runs the handler again (KSP-2.4).',
   'error-code-dropped': 'stream.error sends no code, so the consumer sees STREAM_ERROR (KSP-5.1, 5.2).',
   'chunks-reordered': 'The consumer delivers chunks in arrival order, ignoring seq (KSP-3.4, 4.4).',
-  'last-chunk-dropped': 'The emitter silently drops the last chunk before end (KSP-3.2).',
+  'last-chunk-dropped': 'The emitter silently drops the last chunk before end (KSP-3.1, 4.1).',
   'cancel-from-anyone': 'A stream_cancel from any worker cancels the stream (KSP-7.3).',
   'throwing-callback-leaves-entry': 'An onEnd/onError that throws leaves the entry, and the sweep calls onError again (KSP-4.2).',
 });

@@ -348,47 +348,55 @@ extension KenshoBench {
 
     func run() throws {
       let scenarios = try selection.load()
-      let defects = try listDefects(impl)
+      let defects = DefectCatalogue.parse(listing: try listDefects(impl))
       guard !defects.isEmpty else {
         FileHandle.standardError.write(Data("error: \(impl) --list-defects listed no defect\n".utf8))
         throw Exit.badInput
       }
-      var entries: [JSONValue] = []
-      var caught = 0
-      for (name, text) in defects {
-        var options = RunOptions()
-        options.adapterCommand = "\(impl) --defect \(name)"
+      let interruption = Interruption()
+      let stop = interruption.flag
+      func runAll(_ command: String, _ label: String) -> [ScenarioResult]? {
+        var options = RunOptions(cancelled: { stop.value })
+        options.adapterCommand = command
         let runner = ScenarioRunner(options: options)
-        var by: [String] = []
-        var rules: Set<String> = []
-        for scenario in scenarios {
-          let result = runner.run(scenario)
-          guard result.verdict != .pass else { continue }
-          by.append(scenario.name)
-          rules.formUnion(result.checks.filter { $0.verdict != .pass }.map(\.rule))
+        var results: [ScenarioResult] = []
+        for (i, scenario) in scenarios.enumerated() {
+          if interruption.happened { return nil }
+          print("  \(label): scenario \(i + 1) of \(scenarios.count), \(scenario.name)")
+          results.append(runner.run(scenario))
         }
-        if !by.isEmpty { caught += 1 }
-        print(
-          "\(by.isEmpty ? "ESCAPED" : "caught ") \(name)  \(rules.sorted().joined(separator: " "))  \(by.prefix(3).joined(separator: ", "))"
-        )
-        entries.append(
-          .object([
-            "defect": .string(name), "text": .string(text), "caught": .bool(!by.isEmpty),
-            "scenarios": .array(by.map { .string($0) }), "rules": .array(rules.sorted().map { .string($0) }),
-          ]))
+        return results
       }
-      let rate = Double(caught) / Double(defects.count)
-      print(String(format: "catch rate: %d of %d defects (%.0f %%)", caught, defects.count, rate * 100))
-      let report: JSONValue = .object([
-        "format": "kensho-catalogue/1", "implementation": .string(impl), "catchRate": .double(rate),
-        "defects": .array(entries),
-      ])
+      var entries: [DefectCatalogue.Entry] = []
+      var complete = false
+      if let clean = runAll(impl, "without defects") {
+        complete = true
+        for (k, defect) in defects.enumerated() {
+          guard
+            let broken = runAll("\(impl) --defect \(defect.name)", "defect \(k + 1) of \(defects.count) \(defect.name)")
+          else {
+            complete = false
+            break
+          }
+          let entry = DefectCatalogue.judge(defect, clean: clean, broken: broken)
+          entries.append(entry)
+          let counts = entry.verdicts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+          print(
+            "\(entry.outcome == .caught ? "CAUGHT" : "MISSED") \(defect.name)  claims \(defect.claims.joined(separator: " "))  [\(counts)]  "
+              + (entry.caughtBy.first.map { "by \($0)" } ?? entry.why ?? ""))
+        }
+      }
+      let caught = entries.filter { $0.outcome == .caught }.count
+      print(
+        "catch rate: \(caught) of \(defects.count) defects"
+          + (complete ? "" : " (interrupted after \(entries.count); the report is marked incomplete)"))
       try AtomicFile.write(
-        try KenshoCodec.encode(report), to: URL(fileURLWithPath: out).appendingPathComponent("kensho-catalogue.json"))
-      if caught < defects.count { throw Exit.failed }
+        Data(try DefectCatalogue.json(implementation: impl, entries: entries, complete: complete)),
+        to: URL(fileURLWithPath: out).appendingPathComponent("kensho-catalogue.json"))
+      if !complete || caught < defects.count { throw Exit.failed }
     }
 
-    func listDefects(_ command: String) throws -> [(String, String)] {
+    func listDefects(_ command: String) throws -> String {
       let process = Process()
       process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
       process.arguments = command.split(separator: " ").map(String.init) + ["--list-defects"]
@@ -402,10 +410,7 @@ extension KenshoBench {
       }
       let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
       process.waitUntilExit()
-      return text.split(separator: "\n").compactMap { line in
-        let parts = line.split(separator: "\t", maxSplits: 1).map(String.init)
-        return parts.first.map { ($0, parts.count > 1 ? parts[1] : "") }
-      }
+      return text
     }
   }
 

@@ -14,6 +14,8 @@ final class FaultInjector: Sendable {
     /// Per fault and stream: how many matching messages were seen, for `nth`.
     var seen: [Int: [String: Int]] = [:]
     var hits: [Int]
+    /// Bytes the counters hold.
+    var bytes: Int64 = 0
   }
 
   let faults: [Fault]
@@ -41,6 +43,9 @@ final class FaultInjector: Sendable {
   }
 
   func attach(_ network: LocalNetwork) { self.network.withLock { $0 = network } }
+
+  /// Bytes the injector's own bookkeeping holds (taken out of the memory blamed on the bus).
+  var bytes: Int64 { state.withLock { $0.bytes } }
 
   /// How many times each fault hit, by a readable name.
   var hits: [String: Int] {
@@ -77,7 +82,11 @@ final class FaultInjector: Sendable {
         if let nth = f.nth {
           let key = m.streamId ?? ""
           let index = s.seen[i, default: [:]][key, default: 0]
+          // The harness's own per-stream counters are metered, so that they are not blamed on
+          // the bus's memory (KSP-9.2).
+          let before = index == 0 ? ReferenceRun.meter() : nil
           s.seen[i, default: [:]][key] = index + 1
+          if let before, let after = ReferenceRun.meter() { s.bytes += after - before }
           guard index == nth else { continue }
         }
         if f.probability < 1 && s.rng.unit() >= f.probability { continue }

@@ -167,10 +167,19 @@ final class ReferenceRun: Sendable {
     if adapters != nil && manual == nil {
       return "UNSUPPORTED: real-time scenarios run in process only; adapters run on virtual time"
     }
+    if let hello = adapters?.hello {
+      let missing = Self.capabilitiesNeeded(by: scenario).subtracting(hello.capabilities).sorted()
+      if !missing.isEmpty {
+        return
+          "UNSUPPORTED: \(hello.name) does not declare \(missing.joined(separator: ", ")), which this scenario needs"
+      }
+    }
     // Memory is the harness process's: it says nothing about an implementation elsewhere.
     let recorder = self.recorder
+    let injector = self.faults
     let memory = MemoryMeter(
-      threadLocal: manual != nil, enabled: options.measure && adapters == nil, excluding: { recorder.bytes })
+      threadLocal: manual != nil, enabled: options.measure && adapters == nil,
+      excluding: { recorder.bytes + injector.bytes })
     state.withLock { $0.memory = memory }
     memory.markBaseline()
     let started = wall.nanoseconds()
@@ -253,6 +262,18 @@ final class ReferenceRun: Sendable {
       state.withLock { $0.stopSampling = true }
       Thread.sleep(forTimeInterval: 0.05)
     }
+  }
+
+  /// Adapter capabilities a scenario cannot run without (docs/ADAPTER-PROTOCOL.md).
+  static func capabilitiesNeeded(by scenario: Scenario) -> Set<String> {
+    var needed: Set<String> = []
+    if scenario.workload.contains(where: { $0.cancelAfterChunks != nil }) { needed.insert("cancel") }
+    if scenario.workload.contains(where: { $0.creditWindow != nil }) { needed.insert("flow_control") }
+    let announcedCrash = scenario.agents.contains { a in
+      a.methods.values.contains { if case .crash(true) = $0.finish { true } else { false } }
+    }
+    if announcedCrash { needed.insert("peer_down") }
+    return needed
   }
 
   /// The run's history, once it is over: the final statistics of every bus, the
@@ -659,6 +680,9 @@ final class ReferenceRun: Sendable {
       // Kill its process (SIGKILL): every worker it hosted is gone.
       for gone in adapters.kill(worker) {
         state.withLock { _ = $0.crashed.insert(gone) }
+        if gone != worker {
+          recorder.record(.crash(recorder.workerId(gone), announced: announced), at: clock.nanoseconds())
+        }
         if announced { network.reportDown(gone) } else { network.disconnect(gone) }
       }
       return

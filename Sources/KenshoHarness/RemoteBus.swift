@@ -37,23 +37,31 @@ final class AdapterHost: Sendable {
     var agentOf: [String: String] = [:]
     var hello: AdapterProcess.Hello?
     for agent in scenario.agents {
-      let process = try AdapterProcess(
-        command: command, label: "implementation for \(agent.name)", deadline: deadline, log: log)
-      processes[agent.name] = process
-      let h = try process.hello()
-      hello = hello ?? h
-      guard h.capabilities.contains("virtual_time") else {
-        throw AdapterFailure(description: "UNSUPPORTED: \(h.name) has no virtual_time capability")
+      // One process per agent; one per worker where the scenario crashes a worker of a group,
+      // so that a crash (a SIGKILL of its process) removes exactly that worker, as in process.
+      let crashes = agent.methods.values.contains { if case .crash = $0.finish { true } else { false } }
+      let hosts: [(key: String, workers: [String])] =
+        crashes && agent.workerNames.count > 1
+        ? agent.workerNames.map { ($0, [$0]) } : [(agent.name, agent.workerNames)]
+      for host in hosts {
+        let process = try AdapterProcess(
+          command: command, label: "implementation for \(host.key)", deadline: deadline, log: log)
+        processes[host.key] = process
+        let h = try process.hello()
+        hello = hello ?? h
+        guard h.capabilities.contains("virtual_time") else {
+          throw AdapterFailure(description: "UNSUPPORTED: \(h.name) has no virtual_time capability")
+        }
+        var configure: [String: JSONValue] = [
+          "streamTimeoutMs": .double(Double(config.streamTimeout.nanoseconds) / 1e6),
+          "sweepIntervalMs": .double(Double(config.sweepInterval.nanoseconds) / 1e6),
+          "seed": .int(Int64(bitPattern: seed)),
+          "workers": .array(host.workers.map { .string($0) }),
+        ]
+        if let window = config.flowControlWindow { configure["creditWindow"] = .int(Int64(window)) }
+        _ = try process.perform("configure", configure)
+        for worker in host.workers { agentOf[worker] = host.key }
       }
-      var configure: [String: JSONValue] = [
-        "streamTimeoutMs": .double(Double(config.streamTimeout.nanoseconds) / 1e6),
-        "sweepIntervalMs": .double(Double(config.sweepInterval.nanoseconds) / 1e6),
-        "seed": .int(Int64(bitPattern: seed)),
-        "workers": .array(agent.workerNames.map { .string($0) }),
-      ]
-      if let window = config.flowControlWindow { configure["creditWindow"] = .int(Int64(window)) }
-      _ = try process.perform("configure", configure)
-      for worker in agent.workerNames { agentOf[worker] = agent.name }
     }
     self.processes = processes
     self.agentOf = agentOf

@@ -84,13 +84,22 @@ public struct ScenarioRunner: Sendable {
   /// What the report should point out even when no check fails.
   static func findings(_ scenario: Scenario, _ metrics: Metrics, inboxes: [String: Int]) -> [String] {
     var out: [String] = []
-    let windows = scenario.workload.compactMap(\.creditWindow)
     for (worker, depth) in inboxes.sorted(by: { $0.key < $1.key }) {
-      let bound = (windows.max() ?? 0) * 2 + 16
-      if depth > bound {
+      // What flow control allows to wait at once: each concurrent stream's window, plus its
+      // request, end and a grant in flight, plus slack.
+      let groups = scenario.workload.filter { scenario.workers($0.consumers).contains(worker) }
+      let windowed = groups.filter { $0.creditWindow != nil }
+      let allowed = windowed.reduce(16) { sum, g in
+        let concurrent = Swift.min(g.concurrency ?? g.streams, g.streams)
+        return sum + concurrent * ((g.creditWindow ?? 0) + 3)
+      }
+      if windowed.isEmpty && depth > 16 {
         out.append(
-          "unbounded buffering: \(depth) messages waited at once for slow consumer \(worker)"
-            + (windows.isEmpty ? " (no flow control)" : " (more than its credit window allows)"))
+          "unbounded buffering: \(depth) messages waited at once for slow consumer \(worker) (no flow control)")
+      } else if !windowed.isEmpty && depth > allowed {
+        out.append(
+          "unbounded buffering: \(depth) messages waited at once for slow consumer \(worker), more than its streams' credit windows allow (\(allowed))"
+        )
       }
     }
     if let peak = metrics.peakBytes, let retained = metrics.retainedBytes, peak > 64 << 20 {
