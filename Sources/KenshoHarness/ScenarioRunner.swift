@@ -82,8 +82,8 @@ public struct ScenarioRunner: Sendable {
   }
 
   /// What the report should point out even when no check fails.
-  static func findings(_ scenario: Scenario, _ metrics: Metrics, inboxes: [String: Int]) -> [String] {
-    var out: [String] = []
+  static func findings(_ scenario: Scenario, _ metrics: Metrics, inboxes: [String: Int]) -> [Finding] {
+    var out: [Finding] = []
     for (worker, depth) in inboxes.sorted(by: { $0.key < $1.key }) {
       // What flow control allows to wait at once: each concurrent stream's window, plus its
       // request, end and a grant in flight, plus slack.
@@ -95,15 +95,24 @@ public struct ScenarioRunner: Sendable {
       }
       if windowed.isEmpty && depth > 16 {
         out.append(
-          "unbounded buffering: \(depth) messages waited at once for slow consumer \(worker) (no flow control)")
+          Finding(
+            kind: .unboundedBuffering, worker: worker, value: depth,
+            text: "unbounded buffering: \(depth) messages waited at once for slow consumer \(worker) (no flow control)")
+        )
       } else if !windowed.isEmpty && depth > allowed {
         out.append(
-          "unbounded buffering: \(depth) messages waited at once for slow consumer \(worker), more than its streams' credit windows allow (\(allowed))"
-        )
+          Finding(
+            kind: .unboundedBuffering, worker: worker, value: depth,
+            text:
+              "unbounded buffering: \(depth) messages waited at once for slow consumer \(worker), more than its streams' credit windows allow (\(allowed))"
+          ))
       }
     }
     if let peak = metrics.peakBytes, let retained = metrics.retainedBytes, peak > 64 << 20 {
-      out.append("peak memory \(peak >> 20) MiB above baseline during the run (\(retained) B retained after)")
+      out.append(
+        Finding(
+          kind: .highPeakMemory, value: peak,
+          text: "peak memory \(peak >> 20) MiB above baseline during the run (\(retained) B retained after)"))
     }
     return out
   }

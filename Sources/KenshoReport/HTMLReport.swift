@@ -95,7 +95,7 @@ public enum HTMLReport {
     if !r.description.isEmpty { nodes.append(.el("p", text: r.description)) }
     if let error = r.error { nodes.append(.el("p", [("class", "banner")], text: error)) }
     if let profile = r.heapProfile { nodes.append(.el("pre", text: profile)) }
-    for finding in r.findings { nodes.append(.el("p", [("class", "finding")], text: "Finding: " + finding)) }
+    for finding in r.findings { nodes.append(.el("p", [("class", "finding")], text: "Finding: " + finding.text)) }
     nodes.append(
       table(
         ["verdict", "rule", "check", "expected", "observed"],

@@ -554,6 +554,7 @@ final class Reader {
     case "cancel_stops_producer"?: kind = object(v, path, allowed: base).map { _ in .cancelStopsProducer }
     case "foreign_cancel_ignored"?: kind = object(v, path, allowed: base).map { _ in .foreignCancelIgnored }
     case "seq_delivery"?: kind = object(v, path, allowed: base).map { _ in .seqDelivery }
+    case "inactive_chunks_dropped"?: kind = object(v, path, allowed: base).map { _ in .inactiveChunksDropped }
     case "handler_runs"?:
       kind = object(v, path, allowed: base.union(["perStream"])).map { o in
         .handlerRuns(integer(o, "perStream", path, min: 0) ?? 1)

@@ -265,6 +265,8 @@ public struct Expectation: Sendable, Hashable {
     case foreignCancelIgnored
     /// Numbered chunks arrive in order without repeats over a faulty transport (KSP-3.4).
     case seqDelivery
+    /// Chunks for an ended stream are dropped without a callback (KSP-3.5).
+    case inactiveChunksDropped
   }
 
   public init(_ kind: Kind, rule: String? = nil) {
@@ -352,6 +354,7 @@ extension Expectation.Kind {
     case .cancelStopsProducer: "cancel_stops_producer"
     case .foreignCancelIgnored: "foreign_cancel_ignored"
     case .seqDelivery: "seq_delivery"
+    case .inactiveChunksDropped: "inactive_chunks_dropped"
     }
   }
 
@@ -361,8 +364,13 @@ extension Expectation.Kind {
   public var decidableRules: Set<String> {
     switch self {
     case .handlerRuns: ["KSP-2.2", "KSP-2.4"]
-    case .outcome: ["KSP-2.3", "KSP-2.5", "KSP-4.1", "KSP-5.1", "KSP-5.2", "KSP-5.3", "KSP-6.2", "KSP-7.1", "KSP-8.1", "KSP-8.2", "KSP-10.1", defaultRule]
+    case .outcome:
+      [
+        "KSP-2.3", "KSP-2.5", "KSP-4.1", "KSP-5.1", "KSP-5.2", "KSP-5.3", "KSP-6.2", "KSP-7.1", "KSP-8.1", "KSP-8.2",
+        "KSP-10.1", defaultRule,
+      ]
     case .exactlyOneTerminal: ["KSP-4.2", "KSP-5.4"]
+    case .timeoutWindow: ["KSP-6.1", "KSP-6.2", "KSP-6.3"]
     case .activeStreamsEmpty: ["KSP-9.1", "KSP-8.2", "KSP-10.1"]
     case .metric(let m, _, _):
       switch m {
@@ -396,6 +404,7 @@ extension Expectation.Kind {
     case .cancelStopsProducer: "KSP-7.2"
     case .foreignCancelIgnored: "KSP-7.3"
     case .seqDelivery: "KSP-3.4"
+    case .inactiveChunksDropped: "KSP-3.5"
     case .metric(let m, _, _):
       switch m {
       case .retainedBytes: "KSP-9.2"
@@ -410,7 +419,7 @@ extension Expectation.Kind {
     "ordered_delivery", "exactly_one_terminal", "outcome", "summary_preserved", "active_streams_empty",
     "timeout_window", "handler_runs", "wire_valid", "payload_sha256", "memory_returns", "peak_memory", "no_leak",
     "stream_requests", "trace_propagated", "emitter_closed", "malformed_dropped", "misaddressed_ignored",
-    "chunks_addressed", "cancel_stops_producer", "foreign_cancel_ignored", "seq_delivery",
+    "chunks_addressed", "cancel_stops_producer", "foreign_cancel_ignored", "seq_delivery", "inactive_chunks_dropped",
   ]
 }
 

@@ -11,7 +11,7 @@ public enum Judge {
     case .outcome(let match): ExpectedOutcome(match)
     case .summaryPreserved: SummaryPreserved()
     case .activeStreamsEmpty: ActiveStreamsEmpty()
-    case .timeoutWindow: TimeoutWindow()
+    case .timeoutWindow: TimeoutWindow(rule: e.rule)
     case .handlerRuns(let n): HandlerRuns(perStream: n, rule: e.rule)
     case .wireValid: WireValid()
     case .streamRequests: StreamRequests()
@@ -28,6 +28,7 @@ public enum Judge {
     case .cancelStopsProducer: CancelStopsProducer()
     case .foreignCancelIgnored: ForeignCancelIgnored()
     case .seqDelivery: SeqDelivery()
+    case .inactiveChunksDropped: InactiveChunksDropped()
     }
   }
 

@@ -147,3 +147,29 @@ public struct RuleGrade: Sendable, Hashable, Codable {
     }
   }
 }
+
+/// Something a report points out even when no check fails.
+public struct Finding: Sendable, Hashable, Codable, CustomStringConvertible {
+  public enum Kind: String, Sendable, Hashable, Codable {
+    /// A slow consumer's inbox grew past what flow control would allow.
+    case unboundedBuffering = "unbounded_buffering"
+    /// Memory peaked far above the baseline during the run.
+    case highPeakMemory = "high_peak_memory"
+  }
+
+  public var kind: Kind
+  /// The worker concerned, when one is.
+  public var worker: String?
+  /// The figure behind it (messages waiting, bytes).
+  public var value: Int
+  public var text: String
+
+  public init(kind: Kind, worker: String? = nil, value: Int, text: String) {
+    self.kind = kind
+    self.worker = worker
+    self.value = value
+    self.text = text
+  }
+
+  public var description: String { text }
+}

@@ -155,7 +155,7 @@ public struct ScenarioResult: Sendable, Hashable, Codable {
   /// A jemalloc heap profile written when a leak check failed, and how to read it.
   public var heapProfile: String?
   /// What the report points out even when no check fails (unbounded buffering, ...).
-  public var findings: [String] = []
+  public var findings: [Finding] = []
 
   public init(
     name: String, file: String?, description: String, seed: UInt64, timeMode: String, verdict: Verdict,

@@ -221,13 +221,16 @@ struct MatrixCommandTests {
     ])
     // One scenario cannot catch all twelve: the run says which escaped and exits 1.
     #expect(r.code == 1)
-    #expect(r.stdout.contains("caught  cancel-from-anyone"))
-    #expect(r.stdout.contains("ESCAPED error-code-dropped"))
+    #expect(r.stdout.contains("CAUGHT cancel-from-anyone"))
+    #expect(r.stdout.contains("MISSED error-code-dropped"))
+    // Progress as it goes: the run without defects, then each defect.
+    #expect(r.stdout.contains("without defects: scenario 1 of 1"))
     let json = try #require(
       try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("kensho-catalogue.json")))
         as? [String: Any])
     let rate = try #require(json["catchRate"] as? Double)
     #expect(rate > 0 && rate < 1)
-    #expect((json["defects"] as? [Any])?.count == 12)
+    #expect((json["entries"] as? [Any])?.count == json["defects"] as? Int)
+    #expect(json["complete"] as? Bool == true)
   }
 }

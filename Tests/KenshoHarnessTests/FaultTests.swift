@@ -99,7 +99,7 @@ struct SlowConsumerTests {
     let r = try run("slow-consumer-unbounded.json")
     #expect(r.verdict == .pass)
     #expect((r.metrics.maxInboxDepth ?? 0) > 1_000)
-    #expect(r.findings.contains { $0.hasPrefix("unbounded buffering") })
+    #expect(r.findings.contains { $0.kind == .unboundedBuffering })
   }
 
   @Test("with flow control memory stays bounded; a producer without the extension still interoperates")

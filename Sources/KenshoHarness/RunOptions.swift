@@ -1,0 +1,55 @@
+import Crypto
+import DequeModule
+import Dispatch
+import Foundation
+import Histogram
+@_spi(Testing) import KenshoBus
+import KenshoMemory
+import KenshoProtocol
+import KenshoScenario
+import KenshoVerdict
+import Synchronization
+
+/// How to run: measuring on or off, and a way to stop early.
+public struct RunOptions: Sendable {
+  /// Latency histograms and memory sampling; off, memory checks are `unsupported`.
+  public var measure: Bool
+  /// Polled during the run; true stops it (verdict `error`, "interrupted").
+  public var cancelled: @Sendable () -> Bool
+
+  /// Runs a reference bus that leaks every ended stream: for testing the leak verdict.
+  @_spi(Testing) public var leakingReference = false
+  /// Defects to switch on in the reference bus, to prove that scenarios catch them.
+  @_spi(Testing) public var referenceDefects: Set<ReferenceDefect> = []
+  /// Folder for heap profiles written when a leak check fails (with `MALLOC_CONF=prof:true`).
+  public var profileDirectory: String?
+  /// Run against the implementation this command starts (the adapter protocol) instead of
+  /// the reference bus in process.
+  public var adapterCommand: String?
+  /// How long an adapter may take to answer one operation.
+  public var adapterDeadline: Duration = .seconds(20)
+  /// Receives what adapter processes write to stderr.
+  public var adapterLog: (@Sendable (String) -> Void)?
+
+  public init(
+    measure: Bool = true, profileDirectory: String? = nil, cancelled: @escaping @Sendable () -> Bool = { false }
+  ) {
+    self.measure = measure
+    self.profileDirectory = profileDirectory
+    self.cancelled = cancelled
+  }
+}
+
+/// Defects the reference bus can be run with, for the harness's own tests.
+@_spi(Testing) public enum ReferenceDefect: String, Sendable, Hashable, CaseIterable {
+  /// Terminated streams stay in memory (KSP-9.2).
+  case leaksEndedStreams
+  /// Chunks carry no `seq`, so reordering and repeats reach the callbacks (KSP-3.4, 4.4).
+  case unnumberedChunks
+  /// A repeated `stream_request` runs the handler again (KSP-2.4).
+  case rerunsDuplicateRequests
+  /// The idle sweep never runs (KSP-6.2).
+  case neverSweeps
+  /// Producers ignore flow-control offers, as a bus without the KSP-FC extension does.
+  case withoutFlowControl
+}

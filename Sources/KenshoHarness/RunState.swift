@@ -1,0 +1,92 @@
+import Crypto
+import DequeModule
+import Dispatch
+import Foundation
+import Histogram
+@_spi(Testing) import KenshoBus
+import KenshoMemory
+import KenshoProtocol
+import KenshoScenario
+import KenshoVerdict
+import Synchronization
+
+/// What the harness knows about one stream.
+struct StreamRecord: Sendable {
+
+  var group: Int
+  var consumer: String?
+  var streamId: String?
+  var openedWall: Int64 = 0
+  /// Chunks delivered so far (for `cancelAfterChunks`).
+  var received = 0
+  var terminals = 0
+  var intendedOpen: Int64 = 0
+  var emits = Deque<Emit>()
+  var sentDigest: RunningDigest?
+  var receivedDigest: RunningDigest?
+
+  init(group: Int) { self.group = group }
+}
+
+struct RunState: Sendable {
+  var totalStreams: Int
+  var records: [StreamRecord] = []
+  var streamIndex: [String: Int] = [:]
+  var groupOpened: [Int: Int] = [:]
+  var crashed: Set<String> = []
+  var opened = 0
+  var completed = 0
+  var done = false
+  var emitted = 0
+  var delivered = 0
+  var bytesDelivered = 0
+  var wire: [MessageType: Int] = [:]
+  /// Wall-clock ns from emit to onChunk.
+  var latency = RunState.histogram()
+  /// Scenario-time ns from when each chunk was due to onChunk (corrected for coordinated omission).
+  var latencyCorrected = RunState.histogram()
+  /// `latency` since the last sample.
+  var windowLatency = RunState.histogram()
+  /// Scenario-time ns from when a stream was due to open to its first chunk.
+  var firstChunk = RunState.histogram()
+  /// Scenario-time ns from when a stream was due to open to its terminal callback.
+  var completion = RunState.histogram()
+  var traceStreamId: String?
+  var trace: [TraceEntry] = []
+
+  static func histogram() -> Histogram<UInt64> {
+    Histogram(highestTrackableValue: 3_600_000_000_000, numberOfSignificantValueDigits: .three)
+  }
+  var samples: [Sample] = []
+  var stopSampling = false
+  var memory: MemoryMeter?
+  var wallStart: Int64 = 0
+  var wallEnd: Int64 = 0
+  var scenarioEnd: Int64 = 0
+
+  /// Runs `body` on record `i` in place.
+  mutating func update<T>(_ i: Int, _ body: (inout StreamRecord) -> T) -> T { body(&records[i]) }
+
+  init(totalStreams: Int) {
+    self.totalStreams = totalStreams
+    records.reserveCapacity(totalStreams)
+    streamIndex.reserveCapacity(min(totalStreams, 1 << 16))
+    samples.reserveCapacity(4096)
+    if totalStreams == 0 { done = true }
+  }
+}
+
+/// A SHA-256 being computed. `SHA256` is a plain value (its state is copied with it) that
+/// swift-crypto 3 does not mark `Sendable`.
+struct RunningDigest: @unchecked Sendable {
+  private var hasher = SHA256()
+  mutating func update(data: some DataProtocol) { hasher.update(data: data) }
+  func finalize() -> String { Data(hasher.finalize()).base64EncodedString() }
+}
+
+/// The run's bookkeeping behind one lock, shareable before the run object exists.
+final class RunStateBox: Sendable {
+  private let mutex: Mutex<RunState>
+  init(_ state: sending RunState) { mutex = Mutex(state) }
+  func withLock<R: Sendable>(_ body: (inout RunState) -> R) -> R { mutex.withLock { body(&$0) } }
+}
