@@ -29,7 +29,7 @@ struct AdapterFailure: Error, CustomStringConvertible {
 /// killed (SIGKILL) and reaped on failure and on shutdown, so nothing it started is left
 /// behind; ``killAll()`` does the same for every group at once, from a signal handler's
 /// dispatch source.
-final class AdapterProcess: Sendable {
+public final class AdapterProcess: Sendable {
   static let protocolVersion = "kensho-adapter/1"
   /// The longest line accepted from an implementation.
   static let maxLine = 64 << 20
@@ -348,12 +348,12 @@ final class AdapterProcess: Sendable {
   /// SIGKILLs the process group of every adapter process alive, at once: for the CLI's
   /// SIGINT/SIGTERM handler. It takes one lock, held by others only for a set update, and makes
   /// no allocation: safe from a dispatch signal source (not from a raw signal handler).
-  static func killAll() {
+  public static func killAll() {
     ProcessGroup.killAll()
   }
 
   /// How many adapter process groups the harness has started and not yet reaped.
-  static var liveGroups: Int { ProcessGroup.live }
+  public static var liveGroups: Int { ProcessGroup.live }
 }
 
 // MARK: - From bytes to events (pure; fuzzed by AdapterFuzzTests)
