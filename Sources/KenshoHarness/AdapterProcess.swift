@@ -42,7 +42,7 @@ public final class AdapterProcess: Sendable {
     var maxEventsPerOperation = 100_000
     var maxBytesPerOperation = 128 << 20
     /// Stderr a process may write in its life; more is a flood.
-    var maxStderrBytes = 64 << 20
+    var maxStderrBytes = 16 << 20
     /// Lines read ahead of the harness: past either bound, stdout is not read (back-pressure).
     var queuedLines = 4096
     var queuedBytes = 8 << 20

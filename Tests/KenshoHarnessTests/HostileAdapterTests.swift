@@ -170,8 +170,8 @@ func expectHostile(_ h: Hostile, within bound: Double? = nil, sourceLocation: So
   guard let json = text.split(separator: "\n").last(where: { $0.hasPrefix("KENSHO-OUTCOME ") })?.dropFirst(15),
     let outcome = try? JSONDecoder().decode(HostileOutcome.self, from: Data(json.utf8))
   else {
-    let status = exit.map { "\($0.exitStatus)" } ?? "?"
-    let comment = "\(h.note): the harness did not finish the run: it ended with \(status) after \(Int(seconds)) s"
+    let status = exit.map { "with \($0.exitStatus)" } ?? "abnormally (its exit status is reported above)"
+    let comment = "\(h.note): the harness did not finish the run: its process ended \(status) after \(Int(seconds)) s"
     Issue.record("\(comment); output: \(text.suffix(500))", sourceLocation: sourceLocation)
     return
   }
