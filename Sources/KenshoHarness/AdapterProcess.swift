@@ -1,3 +1,4 @@
+import DequeModule
 import Dispatch
 import Foundation
 import KenshoProtocol
@@ -17,13 +18,45 @@ struct AdapterFailure: Error, CustomStringConvertible {
 /// docs/ADAPTER-PROTOCOL.md): one JSON object per line on stdin and stdout, stderr logged.
 ///
 /// Every operation is synchronous: the harness writes `{"op": ..., "id": n}` and collects the
-/// events the implementation reports until `{"event": "ack", "id": n}`. A crash, a hang (no
-/// ack within the deadline), a line that is not JSON, a line over the size limit or a wrong
-/// protocol version becomes an ``AdapterFailure``.
-final class AdapterProcess: Sendable {
+/// events the implementation reports until `{"event": "ack", "id": n}`.
+///
+/// Nothing the process does can crash, hang or exhaust the harness: every wait has a timeout
+/// (the per-operation deadline, and the caller's overall deadline when it gives one), every
+/// buffer is bounded (``Limits``), and a process that misbehaves — exits, hangs, floods stdout
+/// or stderr, closes stdout, writes a line that is not a JSON object or is too long, speaks
+/// another protocol version, acknowledges with a bad `nextTimerMs` — becomes an
+/// ``AdapterFailure`` naming what it did. Each process runs in its own process group, which is
+/// killed (SIGKILL) and reaped on failure and on shutdown, so nothing it started is left
+/// behind; ``killAll()`` does the same for every group at once, from a signal handler's
+/// dispatch source.
+public final class AdapterProcess: Sendable {
   static let protocolVersion = "kensho-adapter/1"
   /// The longest line accepted from an implementation.
   static let maxLine = 64 << 20
+
+  /// The bounds on what one process may make the harness hold or wait for.
+  struct Limits: Sendable {
+    /// The longest line accepted on stdout.
+    var maxLine = AdapterProcess.maxLine
+    /// Events (lines) and bytes one operation may produce before its ack.
+    var maxEventsPerOperation = 100_000
+    var maxBytesPerOperation = 128 << 20
+    /// Stderr a process may write in its life; more is a flood.
+    var maxStderrBytes = 16 << 20
+    /// Lines read ahead of the harness: past either bound, stdout is not read (back-pressure).
+    var queuedLines = 4096
+    var queuedBytes = 8 << 20
+    /// How long `shutdown` waits for the ack and, after it, for the process to exit.
+    var shutdownAck: Duration = .seconds(2)
+    var shutdownExit: Duration = .seconds(1)
+    /// How long to wait for a process to exit after its stdout closed, before calling it hung.
+    var exitAfterClose: Duration = .seconds(1)
+    /// How long to wait for a killed process to be reaped before leaving it to a background
+    /// reaper.
+    var reap: Duration = .seconds(5)
+
+    init() {}
+  }
 
   struct Hello: Sendable {
     var name: String
@@ -31,190 +64,233 @@ final class AdapterProcess: Sendable {
     var capabilities: Set<String>
   }
 
-  private struct Lines {
-    var queue: [Data] = []
-    var closed = false
-    var overflow = false
-  }
-
   let command: [String]
   let label: String
-  private let process: Process
-  private let stdin: FileHandle
-  private let lines = Mutex(Lines())
-  private let available = DispatchSemaphore(value: 0)
-  private let stderrTail = Mutex(Data())
+  /// The process's id, which is also its process group's id.
+  let pid: pid_t
+  private let group: ProcessGroup
+  private let channel: Channel
+  private let stdinFD: Mutex<Int32>
   private let nextId = Atomic<Int>(0)
   private let deadline: Duration
+  private let limits: Limits
   private let log: (@Sendable (String) -> Void)?
+  /// The first misbehaviour; every operation after it fails with it at once.
+  private let failure = Mutex<AdapterFailure?>(nil)
+  private let overall: Mutex<ContinuousClock.Instant?>
+  /// Operations never overlap.
+  private let operation = Mutex(())
 
-  /// Starts `command` (split on spaces; the first word is looked up on PATH).
-  init(command: String, label: String, deadline: Duration, log: (@Sendable (String) -> Void)? = nil)
-    throws(AdapterFailure)
-  {
+  /// Starts `command` (split on spaces; the first word is looked up on PATH) in a process group
+  /// of its own. `deadline` bounds each operation; `until`, when given, bounds them all (see
+  /// ``overallDeadline``).
+  init(
+    command: String, label: String, deadline: Duration, log: (@Sendable (String) -> Void)? = nil,
+    until: ContinuousClock.Instant? = nil, limits: Limits = Limits()
+  ) throws(AdapterFailure) {
     self.command = command.split(separator: " ").map(String.init)
     self.label = label
     self.deadline = deadline
     self.log = log
-    guard let executable = self.command.first else { throw AdapterFailure(description: "--impl is empty") }
+    self.limits = limits
+    self.overall = Mutex(until)
+    guard !self.command.isEmpty else { throw AdapterFailure(description: "--impl is empty") }
     // A process that dies while we write to it must not take the harness down with SIGPIPE.
     signal(SIGPIPE, SIG_IGN)
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = [executable] + self.command.dropFirst()
-    let input = Pipe()
-    let output = Pipe()
-    let errors = Pipe()
-    process.standardInput = input
-    process.standardOutput = output
-    process.standardError = errors
-    do {
-      try process.run()
-    } catch {
-      throw AdapterFailure(description: "cannot start \(command): \(error.localizedDescription)")
-    }
-    self.process = process
-    self.stdin = input.fileHandleForWriting
-    startReading(output.fileHandleForReading)
-    errors.fileHandleForReading.readabilityHandler = { [self] handle in
-      let data = handle.availableData
-      if data.isEmpty {
-        handle.readabilityHandler = nil
-        return
-      }
-      log?(String(decoding: data, as: UTF8.self))
-      stderrTail.withLock { t in
-        t.append(data)
-        if t.count > 8192 { t = t.suffix(4096) }
-      }
-    }
+    let spawned = try Spawn.start(self.command)
+    self.pid = spawned.pid
+    self.group = ProcessGroup(pid: spawned.pid)
+    self.stdinFD = Mutex(spawned.stdin)
+    self.channel = Channel()
+    Reader.start(
+      channel: channel, group: group, stdout: spawned.stdout, stderr: spawned.stderr, limits: limits, label: label,
+      log: log)
   }
 
   deinit {
-    if process.isRunning { process.terminate() }
-  }
-
-  /// Reads stdout on its own thread, splitting it into lines.
-  private func startReading(_ handle: FileHandle) {
-    // The thread keeps the object alive until the process closes its output.
-    let thread = Thread { [self] in
-      var buffer = Data()
-      while true {
-        let chunk = handle.availableData
-        if chunk.isEmpty {
-          lines.withLock { $0.closed = true }
-          available.signal()
-          return
-        }
-        // Only the new bytes can hold a newline the buffer did not have.
-        var searchFrom = buffer.endIndex
-        buffer.append(chunk)
-        var lineStart = buffer.startIndex
-        while let newline = buffer[searchFrom...].firstIndex(of: 0x0A) {
-          let line = buffer[lineStart..<newline]
-          if !line.isEmpty {
-            lines.withLock { $0.queue.append(Data(line)) }
-            available.signal()
-          }
-          lineStart = buffer.index(after: newline)
-          searchFrom = lineStart
-        }
-        if lineStart != buffer.startIndex { buffer = Data(buffer[lineStart...]) }
-        if buffer.count > AdapterProcess.maxLine {
-          lines.withLock { $0.overflow = true }
-          available.signal()
-          return
-        }
-      }
-    }
-    thread.start()
-  }
-
-  /// The next line, or a failure when the process ended, hung or misbehaved.
-  private func nextLine(until end: DispatchTime) throws(AdapterFailure) -> Data {
-    while true {
-      let state: (Data?, Bool, Bool) = lines.withLock { l in
-        if !l.queue.isEmpty { return (l.queue.removeFirst(), false, false) }
-        return (nil, l.closed, l.overflow)
-      }
-      if let line = state.0 { return line }
-      if state.2 {
-        kill()
-        throw AdapterFailure(description: "\(label) wrote a line longer than \(Self.maxLine >> 20) MiB")
-      }
-      if state.1 {
-        process.waitUntilExit()
-        throw AdapterFailure(
-          description: "\(label) exited (status \(process.terminationStatus)) in the middle of the run\(stderrSummary)")
-      }
-      if available.wait(timeout: end) == .timedOut {
-        kill()
-        throw AdapterFailure(description: "\(label) did not answer within \(deadline)\(stderrSummary)")
-      }
+    group.kill()
+    group.reap(within: limits.reap)
+    channel.state.withLock { $0.stop = true }
+    stdinFD.withLock { fd in
+      if fd >= 0 { close(fd) }
+      fd = -1
     }
   }
 
-  private var stderrSummary: String {
-    let tail = stderrTail.withLock { String(decoding: $0, as: UTF8.self) }
-    let lastLines = tail.split(separator: "\n").suffix(3).joined(separator: " | ")
-    return lastLines.isEmpty ? "" : "; stderr: \(lastLines)"
+  /// An absolute deadline for every operation from now on (the scenario's wall-clock
+  /// deadline): an operation fails when it passes, however long the per-operation deadline.
+  var overallDeadline: ContinuousClock.Instant? {
+    get { overall.withLock { $0 } }
+    set { overall.withLock { $0 = newValue } }
   }
 
-  /// Sends one operation and returns the events it caused and its ack.
-  func perform(_ op: String, _ fields: [String: JSONValue] = [:]) throws(AdapterFailure) -> (
-    events: [[String: JSONValue]], ack: [String: JSONValue]
-  ) {
+  // MARK: Operations
+
+  /// Sends one operation and returns the events it caused and its ack. `until` bounds this
+  /// operation in addition to the per-operation deadline and ``overallDeadline``.
+  func perform(_ op: String, _ fields: [String: JSONValue] = [:], until: ContinuousClock.Instant? = nil)
+    throws(AdapterFailure) -> (events: [[String: JSONValue]], ack: [String: JSONValue])
+  {
+    try operation.withLock { _ throws(AdapterFailure) in try performAlone(op, fields, until: until) }
+  }
+
+  private enum Bound {
+    case operation, overall, caller
+  }
+
+  private func performAlone(_ op: String, _ fields: [String: JSONValue], until: ContinuousClock.Instant?)
+    throws(AdapterFailure) -> (events: [[String: JSONValue]], ack: [String: JSONValue])
+  {
+    if let failure = failure.withLock({ $0 }) { throw failure }
+    let started = ContinuousClock.now
+    var end = started.advanced(by: deadline)
+    var bound = Bound.operation
+    if let o = overallDeadline, o < end { (end, bound) = (o, .overall) }
+    if let until, until < end { (end, bound) = (until, .caller) }
     let id = nextId.wrappingAdd(1, ordering: .relaxed).newValue
     var object = fields
     object["op"] = .string(op)
     object["id"] = .int(Int64(id))
+    let bytes: [UInt8]
     do {
-      var data = try KenshoCodec.encode(.object(object))
-      data.append(0x0A)
-      try stdin.write(contentsOf: data)
+      bytes = try JSONText.serialize(.object(object)) + [0x0A]
     } catch {
-      throw AdapterFailure(
-        description: "\(label) stopped reading its input (\(op)): \(error.localizedDescription)\(stderrSummary)")
+      // The harness's own values: a non-finite number never comes from a scenario.
+      throw AdapterFailure(description: "cannot encode \"\(op)\" for \(label): \(error)")
     }
-    let end = DispatchTime.now() + .nanoseconds(Int(deadline.nanoseconds))
+    switch writeInput(bytes, until: end) {
+    case .written: break
+    case .timedOut:
+      throw fail("did not read its input (\"\(op)\", \(bytes.count) bytes) \(describe(bound, started))")
+    case .closed(let reason):
+      // It closed its stdin: most likely it exited. Say how, when it did.
+      if let exit = group.waitForExit(until: .now.advanced(by: limits.exitAfterClose)) {
+        throw fail("\(exit) before reading \"\(op)\"")
+      }
+      throw fail("stopped reading its input (\"\(op)\": \(reason))")
+    }
     var events: [[String: JSONValue]] = []
+    var eventBytes = 0
     while true {
-      let line = try nextLine(until: end)
-      guard case .success(let json) = KenshoCodec.parse(line), case .object(let event) = json else {
-        kill()
-        let text = String(decoding: line.prefix(120), as: UTF8.self)
-        throw AdapterFailure(description: "\(label) wrote a line that is not a JSON object: \(text)")
-      }
-      guard let kind = event["event"]?.stringValue else {
-        kill()
-        throw AdapterFailure(description: "\(label) wrote an object without \"event\" in answer to \(op)")
-      }
-      if kind == "ack" {
-        guard event["id"]?.intValue == Int64(id) else {
-          kill()
-          throw AdapterFailure(
-            description: "\(label) acknowledged id \(event["id"].map { "\($0)" } ?? "nothing"), expected \(id)")
+      switch channel.next(until: end) {
+      case .line(let line):
+        eventBytes += line.count
+        let event: [String: JSONValue]
+        switch Self.event(from: line) {
+        case .success(let e): event = e
+        case .failure(let problem): throw fail("\(problem) (in answer to \"\(op)\")")
         }
-        if let error = event["error"]?.stringValue {
-          throw AdapterFailure(description: "\(label) failed \(op): \(error)")
+        if event["event"]?.stringValue == "ack" {
+          if let problem = Self.problem(withAck: event, id: id, op: op) { throw fail(problem) }
+          if let error = event["error"], error != .null {
+            let text = error.stringValue ?? Self.excerpt(Array((try? JSONText.serialize(error)) ?? []))
+            // The process answered: it failed the operation but did not misbehave. It is not
+            // killed; the run stops with the failure and shuts it down.
+            throw AdapterFailure(description: "\(label) failed \(op): \(text)")
+          }
+          return (events, event)
         }
-        return (events, event)
+        events.append(event)
+        if events.count > limits.maxEventsPerOperation || eventBytes > limits.maxBytesPerOperation {
+          throw fail(
+            "flooded stdout: \(events.count) events (\(eventBytes >> 20) MiB) without acknowledging \"\(op)\" "
+              + "(at most \(limits.maxEventsPerOperation) events or \(limits.maxBytesPerOperation >> 20) MiB an operation)"
+          )
+        }
+        if ContinuousClock.now >= end {
+          throw fail(
+            "did not acknowledge \"\(op)\" \(describe(bound, started)); it wrote \(events.count) events meanwhile")
+        }
+      case .problem(let problem):
+        throw fail(problem)
+      case .closed:
+        if let exit = group.waitForExit(until: .now.advanced(by: limits.exitAfterClose)) {
+          throw fail("\(exit) in the middle of the run (during \"\(op)\")")
+        }
+        throw fail("closed its stdout but kept running (during \"\(op)\"); its process group was killed")
+      case .timedOut:
+        let meanwhile = events.isEmpty ? "" : "; it wrote \(events.count) events meanwhile"
+        throw fail("did not answer \"\(op)\" \(describe(bound, started))\(meanwhile)")
       }
-      events.append(event)
     }
+  }
+
+  private func describe(_ bound: Bound, _ started: ContinuousClock.Instant) -> String {
+    switch bound {
+    case .operation: return "within \(deadline) (the adapter timeout)"
+    case .overall: return "before the run's overall deadline (\(ContinuousClock.now - started) into the operation)"
+    case .caller: return "within \(ContinuousClock.now - started)"
+    }
+  }
+
+  /// Records a misbehaviour: kills the process group, reaps it and returns the failure, which
+  /// sticks.
+  private func fail(_ what: String) -> AdapterFailure {
+    group.kill()
+    group.reap(within: limits.reap)
+    // What it wrote to stderr last says why, most often: let the reader get to its end.
+    channel.waitForStderrEnd(until: .now.advanced(by: .milliseconds(250)))
+    let failure = AdapterFailure(description: "\(label) \(what)\(stderrSummary)")
+    return self.failure.withLock { f in
+      if f == nil { f = failure }
+      return f ?? failure
+    }
+  }
+
+  private var stderrSummary: String {
+    let tail = channel.state.withLock { $0.tail.contents }
+    let text = Self.excerpt(tail, max: 4096, keepNewlines: true)
+    let lastLines = text.split(separator: "\n").suffix(3).map { $0.prefix(200) }.joined(separator: " | ")
+    return lastLines.isEmpty ? "" : "; stderr: \(lastLines)"
+  }
+
+  private enum WriteResult {
+    case written, timedOut
+    case closed(String)
+  }
+
+  /// Writes all of `bytes` to the process's stdin, waiting for room no later than `end`.
+  private func writeInput(_ bytes: [UInt8], until end: ContinuousClock.Instant) -> WriteResult {
+    stdinFD.withLock { fd -> WriteResult in
+      guard fd >= 0 else { return .closed("its input is closed") }
+      var offset = 0
+      while offset < bytes.count {
+        let n = bytes.withUnsafeBytes { buffer -> Int in
+          guard let base = buffer.baseAddress else { return 0 }
+          return write(fd, base + offset, buffer.count - offset)
+        }
+        if n > 0 {
+          offset += n
+          continue
+        }
+        let error = errno
+        if n < 0 && error == EINTR { continue }
+        guard n < 0 && error == EAGAIN else { return .closed(String(cString: strerror(error))) }
+        let left = end - .now
+        if left <= .zero { return .timedOut }
+        var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        _ = poll(&pfd, 1, Self.milliseconds(left))
+      }
+      return .written
+    }
+  }
+
+  /// A positive poll timeout of at most `d`, in milliseconds.
+  static func milliseconds(_ d: Duration) -> Int32 {
+    let ms = d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000 + 1
+    return Int32(clamping: max(1, min(ms, 1000)))
   }
 
   /// The handshake: protocol version, implementation and capabilities.
   func hello() throws(AdapterFailure) -> Hello {
     let (_, ack) = try perform("hello", ["protocol": .string(Self.protocolVersion)])
     guard let version = ack["protocol"]?.stringValue else {
-      kill()
-      throw AdapterFailure(description: "\(label) answered hello without \"protocol\"")
+      throw fail("answered hello without \"protocol\"")
     }
     guard version == Self.protocolVersion else {
-      kill()
-      throw AdapterFailure(
-        description: "\(label) speaks adapter protocol \"\(version)\"; this harness speaks \"\(Self.protocolVersion)\"")
+      throw fail(
+        "speaks adapter protocol \"\(Self.excerpt(Array(version.utf8)))\"; this harness speaks \"\(Self.protocolVersion)\""
+      )
     }
     let impl = ack["implementation"]?.objectValue ?? [:]
     return Hello(
@@ -222,19 +298,664 @@ final class AdapterProcess: Sendable {
       capabilities: Set((ack["capabilities"]?.arrayValue ?? []).compactMap(\.stringValue)))
   }
 
-  /// Ends the process at once (SIGKILL): a crash.
+  /// Ends the process and everything in its process group at once (SIGKILL): a crash. Later
+  /// operations fail.
   func kill() {
-    if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }
+    group.kill()
+    group.reap(within: limits.reap)
+    failure.withLock { f in
+      if f == nil { f = AdapterFailure(description: "\(label) was killed by the harness") }
+    }
   }
 
-  /// Asks the process to exit, then kills it if it does not.
-  func shutdown() {
-    _ = try? perform("shutdown")
-    try? stdin.close()
-    let end = Date().addingTimeInterval(2)
-    while process.isRunning && Date() < end { Thread.sleep(forTimeInterval: 0.01) }
+  /// Asks the process to exit; kills its process group when it does not within
+  /// ``Limits/shutdownAck`` and ``Limits/shutdownExit``, or once it has (to end whatever it left
+  /// running), and reaps it. Returns what the process did wrong, if anything, which is also
+  /// written to the log; a process that had already failed returns nothing new.
+  @discardableResult
+  func shutdown() -> AdapterFailure? {
+    let failedBefore = failure.withLock { $0 != nil }
+    var problem: AdapterFailure?
+    if !failedBefore && !group.isReaped {
+      let ackBy = ContinuousClock.now.advanced(by: min(deadline, limits.shutdownAck))
+      do {
+        _ = try perform("shutdown", until: ackBy)
+        stdinFD.withLock { fd in
+          if fd >= 0 { close(fd) }
+          fd = -1
+        }
+        if group.waitForExit(until: .now.advanced(by: limits.shutdownExit)) == nil {
+          problem = fail(
+            "did not exit within \(limits.shutdownExit) of acknowledging shutdown (its input closed); "
+              + "its process group was killed")
+        }
+      } catch {
+        problem = error
+      }
+    }
+    group.kill()
+    group.reap(within: limits.reap)
+    stdinFD.withLock { fd in
+      if fd >= 0 { close(fd) }
+      fd = -1
+    }
+    if let problem { log?("[kensho-bench] \(problem.description)\n") }
+    return problem
+  }
+
+  var isRunning: Bool { !group.isReaped && !group.hasExited }
+
+  /// SIGKILLs the process group of every adapter process alive, at once: for the CLI's
+  /// SIGINT/SIGTERM handler. It takes one lock, held by others only for a set update, and makes
+  /// no allocation: safe from a dispatch signal source (not from a raw signal handler).
+  public static func killAll() {
+    ProcessGroup.killAll()
+  }
+
+  /// How many adapter process groups the harness has started and not yet reaped.
+  public static var liveGroups: Int { ProcessGroup.live }
+}
+
+// MARK: - From bytes to events (pure; fuzzed by AdapterFuzzTests)
+
+/// Splits what a process writes into lines, holding at most one partial line of at most
+/// `maxLine` bytes. Each line is a copy: no line keeps a larger buffer alive.
+struct LineSplitter {
+  struct TooLong: Error {
+    var length: Int
+  }
+
+  let maxLine: Int
+  private(set) var partial: [UInt8] = []
+
+  init(maxLine: Int) {
+    self.maxLine = maxLine
+  }
+
+  /// Appends `bytes` and hands over each complete line in them, without its newline; lines of
+  /// JSON whitespace only are skipped. Throws when a line grows past `maxLine`; the splitter is
+  /// then unusable.
+  mutating func feed(_ bytes: UnsafeRawBufferPointer, _ line: ([UInt8]) -> Void) throws(TooLong) {
+    guard let base = bytes.baseAddress else { return }
+    var start = 0
+    while start < bytes.count {
+      guard let found = memchr(base + start, 0x0A, bytes.count - start) else {
+        guard partial.count + (bytes.count - start) <= maxLine else {
+          throw TooLong(length: partial.count + bytes.count - start)
+        }
+        partial.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[start...]))
+        return
+      }
+      let newline = UnsafeRawPointer(found) - base
+      guard partial.count + (newline - start) <= maxLine else {
+        throw TooLong(length: partial.count + newline - start)
+      }
+      let complete: [UInt8]
+      if partial.isEmpty {
+        complete = [UInt8](UnsafeRawBufferPointer(rebasing: bytes[start..<newline]))
+      } else {
+        partial.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[start..<newline]))
+        complete = partial
+        partial = []
+      }
+      if !Self.isBlank(complete) { line(complete) }
+      start = newline + 1
+    }
+  }
+
+  /// The last line, when the output ended without a newline.
+  mutating func finish() -> [UInt8]? {
+    defer { partial = [] }
+    return Self.isBlank(partial) ? nil : partial
+  }
+
+  static func isBlank(_ line: [UInt8]) -> Bool {
+    line.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
+  }
+}
+
+extension AdapterProcess {
+  /// One line of output as an event: a JSON object with a string `"event"`, or what is wrong
+  /// with it.
+  static func event(from line: [UInt8]) -> Result<[String: JSONValue], LineProblem> {
+    let json: JSONValue
+    do {
+      json = try JSONText.parse(line)
+    } catch {
+      return .failure(LineProblem(description: "wrote a line that is not a JSON object (\(error)): \(excerpt(line))"))
+    }
+    guard case .object(let object) = json else {
+      return .failure(
+        LineProblem(description: "wrote a line that is not a JSON object (\(json.typeName)): \(excerpt(line))"))
+    }
+    guard let kind = object["event"] else {
+      return .failure(LineProblem(description: "wrote an object without \"event\": \(excerpt(line))"))
+    }
+    guard kind.stringValue != nil else {
+      return .failure(LineProblem(description: "wrote an object whose \"event\" is not a string: \(excerpt(line))"))
+    }
+    // 1e999 is JSON, but no double: it would come back as infinity, which no message may carry.
+    if !allFinite(json), let path = nonFinite(json, at: "$") {
+      return .failure(LineProblem(description: "wrote a number out of range at \(path): \(excerpt(line))"))
+    }
+    return .success(object)
+  }
+
+  static func allFinite(_ value: JSONValue) -> Bool {
+    switch value {
+    case .double(let d): return d.isFinite
+    case .array(let items): return items.allSatisfy(allFinite)
+    case .object(let members): return members.values.allSatisfy(allFinite)
+    default: return true
+    }
+  }
+
+  /// The path of the first number that is not finite in `value`, if any.
+  static func nonFinite(_ value: JSONValue, at path: String) -> String? {
+    switch value {
+    case .double(let d): return d.isFinite ? nil : path
+    case .array(let items):
+      for (i, item) in items.enumerated() {
+        if let found = nonFinite(item, at: "\(path)[\(i)]") { return found }
+      }
+      return nil
+    case .object(let members):
+      for key in members.keys.sorted() {
+        if let item = members[key], let found = nonFinite(item, at: "\(path).\(key)") { return found }
+      }
+      return nil
+    default: return nil
+    }
+  }
+
+  struct LineProblem: Error, CustomStringConvertible {
+    var description: String
+  }
+
+  /// The latest `nextTimerMs` an ack may carry: its nanoseconds fit an Int64 (about 285 years).
+  static let maxTimerMs = 9_000_000_000_000.0
+
+  /// What is wrong with an ack for operation `id` (`op`), or `nil`: its id, and its
+  /// `nextTimerMs` — `null`, absent, or a time in milliseconds from 0 to ``maxTimerMs``.
+  static func problem(withAck ack: [String: JSONValue], id: Int, op: String) -> String? {
+    guard ack["id"]?.intValue == Int64(id) else {
+      let got = ack["id"].flatMap { try? JSONText.serialize($0) }.map { excerpt($0) } ?? "nothing"
+      return "acknowledged id \(got), expected \(id) (\"\(op)\")"
+    }
+    switch ack["nextTimerMs"] {
+    case nil, .null?: return nil
+    case let value?:
+      guard let ms = value.doubleValue, ms.isFinite, ms >= 0, ms <= maxTimerMs else {
+        let text = (try? JSONText.serialize(value)).map { excerpt($0) } ?? "\(value)"
+        return
+          "acknowledged \"\(op)\" with nextTimerMs \(text): not a time in milliseconds from 0 to \(Int64(maxTimerMs))"
+      }
+      return nil
+    }
+  }
+
+  /// At most `max` bytes of what a process wrote, as printable text: invalid UTF-8 becomes
+  /// U+FFFD and control characters `\u{…}`, so that reports stay readable and well-formed.
+  static func excerpt(_ bytes: some Collection<UInt8>, max: Int = 120, keepNewlines: Bool = false) -> String {
+    var out = ""
+    for scalar in String(decoding: bytes.prefix(max), as: UTF8.self).unicodeScalars {
+      if scalar.value < 0x20 && !(keepNewlines && scalar == "\n") || (0x7F...0x9F).contains(scalar.value) {
+        out += "\\u{\(String(scalar.value, radix: 16))}"
+      } else {
+        out.unicodeScalars.append(scalar)
+      }
+    }
+    return bytes.count > max ? out + "…" : out
+  }
+}
+
+// MARK: - The bytes between the reader thread and the harness
+
+/// Lines read ahead from stdout (bounded), the end of stdout, and the stderr tail.
+private final class Channel: Sendable {
+  struct State {
+    var lines = Deque<[UInt8]>()
+    var queuedBytes = 0
+    var stdoutClosed = false
+    var problem: String?
+    var stop = false
+    var tail = Tail(capacity: 4096)
+    var stderrBytes = 0
+    var stderrClosed = false
+  }
+
+  enum Next {
+    case line([UInt8])
+    case problem(String)
+    case closed
+    case timedOut
+  }
+
+  let state = Mutex(State())
+  let ready = DispatchSemaphore(value: 0)
+
+  func waitForStderrEnd(until end: ContinuousClock.Instant) {
+    while !state.withLock({ $0.stderrClosed }) && ContinuousClock.now < end { usleep(2000) }
+  }
+
+  /// The next line, or why there is none, waiting no later than `end`.
+  func next(until end: ContinuousClock.Instant) -> Next {
+    while true {
+      let next: Next? = state.withLock { s in
+        if let problem = s.problem { return .problem(problem) }
+        if let line = s.lines.popFirst() {
+          s.queuedBytes -= line.count
+          return .line(line)
+        }
+        return s.stdoutClosed ? .closed : nil
+      }
+      if let next { return next }
+      let left = end - .now
+      if left <= .zero { return .timedOut }
+      let slice = min(left, .milliseconds(250))
+      _ = ready.wait(timeout: .now() + .milliseconds(Int(AdapterProcess.milliseconds(slice))))
+    }
+  }
+}
+
+/// The last `capacity` bytes written to it, in a ring that never grows.
+struct Tail {
+  private var ring: [UInt8]
+  private var start = 0
+  private var count = 0
+
+  init(capacity: Int) {
+    ring = [UInt8](repeating: 0, count: max(1, capacity))
+  }
+
+  mutating func append(_ bytes: UnsafeRawBufferPointer) {
+    let capacity = ring.count
+    let kept = bytes.count > capacity ? UnsafeRawBufferPointer(rebasing: bytes[(bytes.count - capacity)...]) : bytes
+    for byte in kept {
+      ring[(start + count) % capacity] = byte
+      if count < capacity {
+        count += 1
+      } else {
+        start = (start + 1) % capacity
+      }
+    }
+  }
+
+  var contents: [UInt8] {
+    (0..<count).map { ring[(start + $0) % ring.count] }
+  }
+}
+
+/// Reads a process's stdout and stderr on a thread of its own.
+private enum Reader {
+  static func start(
+    channel: Channel, group: ProcessGroup, stdout: Int32, stderr: Int32, limits: AdapterProcess.Limits,
+    label: String, log: (@Sendable (String) -> Void)?
+  ) {
+    let thread = Thread {
+      run(channel: channel, group: group, stdout: stdout, stderr: stderr, limits: limits, label: label, log: log)
+    }
+    thread.name = "adapter-io \(group.pid)"
+    thread.start()
+  }
+
+  static func run(
+    channel: Channel, group: ProcessGroup, stdout: Int32, stderr: Int32, limits: AdapterProcess.Limits,
+    label: String, log: (@Sendable (String) -> Void)?
+  ) {
+    var splitter = LineSplitter(maxLine: limits.maxLine)
+    var errorLines = StderrLines(label: label)
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
+    defer { buffer.deallocate() }
+    var outOpen = true
+    var errOpen = true
+    func problem(_ text: String) {
+      channel.state.withLock { if $0.problem == nil { $0.problem = text } }
+      group.kill()
+      channel.ready.signal()
+    }
+    while outOpen || errOpen {
+      let (stop, full) = channel.state.withLock { s in
+        (s.stop, s.lines.count >= limits.queuedLines || s.queuedBytes >= limits.queuedBytes)
+      }
+      if stop { break }
+      var fds: [pollfd] = []
+      if outOpen && !full { fds.append(pollfd(fd: stdout, events: Int16(POLLIN), revents: 0)) }
+      if errOpen { fds.append(pollfd(fd: stderr, events: Int16(POLLIN), revents: 0)) }
+      if fds.isEmpty {
+        usleep(10_000)
+        continue
+      }
+      let ready = poll(&fds, nfds_t(fds.count), full ? 10 : 250)
+      if ready < 0 && errno != EINTR { break }
+      guard ready > 0 else { continue }
+      for pfd in fds where pfd.revents != 0 {
+        let n = buffer.baseAddress.map { read(pfd.fd, $0, buffer.count) } ?? 0
+        if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
+        let isOut = pfd.fd == stdout
+        if n <= 0 {
+          if isOut {
+            outOpen = false
+            var last: [UInt8]?
+            if channel.state.withLock({ $0.problem == nil }) { last = splitter.finish() }
+            channel.state.withLock { s in
+              if let last {
+                s.lines.append(last)
+                s.queuedBytes += last.count
+              }
+              s.stdoutClosed = true
+            }
+            channel.ready.signal()
+          } else {
+            errOpen = false
+            if let text = errorLines.finish() { log?(text) }
+            channel.state.withLock { $0.stderrClosed = true }
+          }
+          continue
+        }
+        if isOut {
+          var lines: [[UInt8]] = []
+          do {
+            try splitter.feed(UnsafeRawBufferPointer(rebasing: buffer[..<n])) { lines.append($0) }
+          } catch {
+            outOpen = false
+            problem("wrote a line longer than \(limits.maxLine >> 20) MiB")
+          }
+          if !lines.isEmpty {
+            channel.state.withLock { s in
+              for line in lines {
+                s.lines.append(line)
+                s.queuedBytes += line.count
+              }
+            }
+            channel.ready.signal()
+          }
+        } else {
+          let chunk = UnsafeRawBufferPointer(rebasing: buffer[..<n])
+          let total = channel.state.withLock { s in
+            s.tail.append(chunk)
+            s.stderrBytes += n
+            return s.stderrBytes
+          }
+          if let log, total <= limits.maxStderrBytes {
+            if let text = errorLines.feed(chunk) {
+              log(text)
+            }
+          }
+          if total > limits.maxStderrBytes {
+            errOpen = false
+            if let text = errorLines.finish() { log?(text) }
+            channel.state.withLock { $0.stderrClosed = true }
+            problem("flooded stderr: more than \(limits.maxStderrBytes >> 20) MiB")
+          }
+        }
+      }
+    }
+    close(stdout)
+    close(stderr)
+    channel.state.withLock { s in
+      s.stdoutClosed = true
+      s.stderrClosed = true
+    }
+    channel.ready.signal()
+  }
+}
+
+/// Stderr as whole lines for the log, each prefixed with the process's label; a partial line
+/// is held back up to 4 KiB.
+struct StderrLines {
+  private let prefix: [UInt8]
+  private var partial: [UInt8] = []
+
+  init(label: String) {
+    prefix = Array("[\(label)] ".utf8)
+  }
+
+  mutating func feed(_ bytes: UnsafeRawBufferPointer) -> String? {
+    guard let base = bytes.baseAddress else { return nil }
+    var out: [UInt8] = []
+    var start = 0
+    while start < bytes.count, let found = memchr(base + start, 0x0A, bytes.count - start) {
+      let newline = UnsafeRawPointer(found) - base
+      out += prefix
+      if !partial.isEmpty {
+        out += partial
+        partial = []
+      }
+      out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[start...newline]))
+      start = newline + 1
+    }
+    partial.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[start...]))
+    if partial.count > 4096 {
+      out += prefix + partial + [0x0A]
+      partial = []
+    }
+    return out.isEmpty ? nil : String(decoding: out, as: UTF8.self)
+  }
+
+  /// The partial line left, ended.
+  mutating func finish() -> String? {
+    defer { partial = [] }
+    return partial.isEmpty ? nil : String(decoding: prefix + partial + [0x0A], as: UTF8.self)
+  }
+}
+
+// MARK: - Processes and their groups
+
+/// pipe2(2), which Glibc's Swift module leaves out (it is a GNU extension): a pipe whose ends are
+/// close-on-exec from the start, so that no process started meanwhile by another thread inherits
+/// them (it would hold the pipe open after the adapter died).
+@_silgen_name("pipe2")
+private func systemPipe2(_ fds: UnsafeMutablePointer<Int32>, _ flags: Int32) -> Int32
+
+/// Starts a command with posix_spawn in a process group of its own, with pipes for its stdin,
+/// stdout and stderr, and the default disposition and an empty mask for signals (the harness
+/// ignores SIGPIPE and, in the CLI, SIGINT; a child must not inherit that).
+private enum Spawn {
+  struct Started {
+    var pid: pid_t
+    var stdin: Int32
+    var stdout: Int32
+    var stderr: Int32
+  }
+
+  static func start(_ argv: [String]) throws(AdapterFailure) -> Started {
+    let shown = argv.joined(separator: " ")
+    var input: [Int32] = [-1, -1]
+    var output: [Int32] = [-1, -1]
+    var errors: [Int32] = [-1, -1]
+    func closeAll() {
+      for fd in input + output + errors where fd >= 0 { close(fd) }
+    }
+    guard systemPipe2(&input, O_CLOEXEC) == 0, systemPipe2(&output, O_CLOEXEC) == 0,
+      systemPipe2(&errors, O_CLOEXEC) == 0
+    else {
+      let reason = String(cString: strerror(errno))
+      closeAll()
+      throw AdapterFailure(description: "cannot start \(shown): no pipe (\(reason))")
+    }
+    // Keep the pipes off 0, 1 and 2, where dup2 onto itself would leave close-on-exec set.
+    for i in 0..<2 {
+      input[i] = aboveStandard(input[i])
+      output[i] = aboveStandard(output[i])
+      errors[i] = aboveStandard(errors[i])
+    }
+    guard (input + output + errors).allSatisfy({ $0 >= 0 }) else {
+      closeAll()
+      throw AdapterFailure(description: "cannot start \(shown): out of file descriptors")
+    }
+
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_adddup2(&actions, input[0], 0)
+    posix_spawn_file_actions_adddup2(&actions, output[1], 1)
+    posix_spawn_file_actions_adddup2(&actions, errors[1], 2)
+
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    posix_spawnattr_setpgroup(&attributes, 0)
+    var defaults = sigset_t()
+    sigemptyset(&defaults)
+    for s in [SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM] { sigaddset(&defaults, s) }
+    posix_spawnattr_setsigdefault(&attributes, &defaults)
+    var mask = sigset_t()
+    sigemptyset(&mask)
+    posix_spawnattr_setsigmask(&attributes, &mask)
+    posix_spawnattr_setflags(
+      &attributes, Int16(truncatingIfNeeded: POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+
+    var cArguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
+    defer { for p in cArguments { free(p) } }
+    guard cArguments.allSatisfy({ $0 != nil }) else {
+      closeAll()
+      throw AdapterFailure(description: "cannot start \(shown): out of memory")
+    }
+    cArguments.append(nil)
+    var pid: pid_t = 0
+    let result = ProcessGroup.registering(&pid) { pid in
+      cArguments.withUnsafeBufferPointer { args -> Int32 in
+        guard let file = args.first ?? nil, let argv = args.baseAddress else { return EINVAL }
+        return posix_spawnp(&pid, file, &actions, &attributes, argv, environ)
+      }
+    }
+    close(input[0])
+    close(output[1])
+    close(errors[1])
+    guard result == 0 else {
+      close(input[1])
+      close(output[0])
+      close(errors[0])
+      throw AdapterFailure(
+        description: "cannot start \(shown): \(String(cString: strerror(result)))")
+    }
+    // The harness never blocks on a write: a process that stops reading is a timeout, not a hang.
+    _ = fcntl(input[1], F_SETFL, fcntl(input[1], F_GETFL) | O_NONBLOCK)
+    return Started(pid: pid, stdin: input[1], stdout: output[0], stderr: errors[0])
+  }
+
+  static func aboveStandard(_ fd: Int32) -> Int32 {
+    guard fd >= 0 && fd <= 2 else { return fd }
+    let moved = fcntl(fd, F_DUPFD_CLOEXEC, 3)
+    close(fd)
+    return moved
+  }
+}
+
+/// A child process that leads its own process group. The group is killed with SIGKILL before
+/// the child is reaped, never after: until it is reaped, its id cannot name another process.
+final class ProcessGroup: Sendable {
+  private struct State {
+    var reaped = false
+    var status: Int32 = 0
+  }
+
+  let pid: pid_t
+  private let state = Mutex(State())
+
+  /// Every group started and not yet reaped.
+  private static let groups = Mutex<Set<pid_t>>([])
+
+  init(pid: pid_t) {
+    self.pid = pid
+  }
+
+  /// Runs `spawn` (which sets the new process's id and returns 0, or returns an errno) with the
+  /// registry locked, so that ``killAll()`` cannot miss a process being started.
+  static func registering(_ pid: inout pid_t, _ spawn: (inout pid_t) -> Int32) -> Int32 {
+    groups.withLock { g in
+      let result = spawn(&pid)
+      if result == 0 { g.insert(pid) }
+      return result
+    }
+  }
+
+  static func killAll() {
+    groups.withLock { g in
+      for pid in g { _ = Glibc.kill(-pid, SIGKILL) }
+    }
+  }
+
+  static var live: Int { groups.withLock { $0.count } }
+
+  var isReaped: Bool { state.withLock { $0.reaped } }
+
+  /// SIGKILL to the whole group, while its leader is not reaped.
+  func kill() {
+    state.withLock { s in
+      if !s.reaped { _ = Glibc.kill(-pid, SIGKILL) }
+    }
+  }
+
+  /// Whether the leader has exited (without reaping it).
+  var hasExited: Bool {
+    state.withLock { s in
+      if s.reaped { return true }
+      var info = siginfo_t()
+      guard waitid(P_PID, id_t(bitPattern: pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 else {
+        return errno == ECHILD
+      }
+      return info.si_signo != 0
+    }
+  }
+
+  /// Waits until `end` for the leader to exit; then kills what is left of its group, reaps it
+  /// and says how it ended. `nil` when it is still running.
+  func waitForExit(until end: ContinuousClock.Instant) -> String? {
+    var pause = 1
+    while !hasExited {
+      if ContinuousClock.now >= end { return nil }
+      usleep(useconds_t(pause * 1000))
+      pause = min(pause * 2, 20)
+    }
     kill()
+    reap(within: .seconds(5))
+    return exitDescription
   }
 
-  var isRunning: Bool { process.isRunning }
+  /// How the leader ended, once reaped.
+  var exitDescription: String {
+    let status = state.withLock { $0.status }
+    let signal = status & 0x7F
+    if signal == 0 { return "exited (status \((status >> 8) & 0xFF))" }
+    let name = [
+      SIGKILL: "SIGKILL", SIGTERM: "SIGTERM", SIGSEGV: "SIGSEGV", SIGABRT: "SIGABRT", SIGILL: "SIGILL",
+      SIGTRAP: "SIGTRAP", SIGBUS: "SIGBUS", SIGPIPE: "SIGPIPE", SIGINT: "SIGINT",
+    ][signal]
+    return "was killed by signal \(signal)\(name.map { " (\($0))" } ?? "")"
+  }
+
+  /// Reaps the leader (after ``kill()``), waiting up to `within`; past that, a background thread
+  /// waits for it so that it never stays a zombie.
+  func reap(within: Duration) {
+    let end = ContinuousClock.now.advanced(by: within)
+    var pause = 1
+    while true {
+      let done = state.withLock { s -> Bool in
+        if s.reaped { return true }
+        var status: Int32 = 0
+        let r = waitpid(pid, &status, WNOHANG)
+        guard r == pid || (r < 0 && errno == ECHILD) else { return false }
+        s.reaped = true
+        s.status = status
+        Self.groups.withLock { _ = $0.remove(pid) }
+        return true
+      }
+      if done { return }
+      if ContinuousClock.now >= end {
+        // Wait for the exit without reaping, then reap under the lock, so that no kill() can
+        // come between the reaping and the record of it.
+        let thread = Thread { [self] in
+          var info = siginfo_t()
+          while waitid(P_PID, id_t(bitPattern: pid), &info, WEXITED | WNOWAIT) < 0 && errno == EINTR {}
+          reap(within: .seconds(3600))
+        }
+        thread.start()
+        return
+      }
+      usleep(useconds_t(pause * 1000))
+      pause = min(pause * 2, 10)
+    }
+  }
 }
