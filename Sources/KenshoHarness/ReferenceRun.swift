@@ -184,6 +184,7 @@ final class ReferenceRun: Sendable {
     memory.markBaseline()
     let started = wall.nanoseconds()
     state.withLock { $0.wallStart = started }
+    adapters?.setOverallDeadline(ContinuousClock.now.advanced(by: wallDeadline))
     scheduleSampling()
     for (index, group) in scenario.workload.enumerated() { startGroup(index, group) }
     for action in scenario.actions {
@@ -211,7 +212,7 @@ final class ReferenceRun: Sendable {
           break
         }
         steps &+= 1
-        if steps & 1023 == 0 && wall.nanoseconds() > wallLimit {
+        if steps & 63 == 0 && wall.nanoseconds() > wallLimit {
           problem = "wall-clock deadline of \(wallDeadline) passed with \(openCount) streams open"
           break
         }
@@ -219,7 +220,7 @@ final class ReferenceRun: Sendable {
           problem = failure
           break
         }
-        if steps & 1023 == 0 && options.cancelled() {
+        if steps & 63 == 0 && options.cancelled() {
           problem = "interrupted with \(openCount) streams open"
           break
         }
@@ -245,18 +246,26 @@ final class ReferenceRun: Sendable {
     }
     if problem == nil, let failure = adapters?.failure.withLock({ $0 }) { problem = failure }
     sample()  // the last sample is the end of the workload; settling is not part of the curve
-    settle()
+    // An interrupted run or one out of wall-clock time does not settle: it stops now.
+    if options.cancelled() || wall.nanoseconds() > wallLimit || adapters?.failure.withLock({ $0 }) != nil {
+      state.withLock { $0.stopSampling = true }
+    } else {
+      settle(wallLimit: wallLimit)
+    }
     memory.markEnd()
     return problem
   }
 
   /// After the last terminal callback: let what is due now run, and one more sweep pass, so
   /// that late callbacks (which would break KSP-4.2) and leftover entries show.
-  func settle() {
+  func settle(wallLimit: Int64) {
     if let manual {
       let horizon = manual.nanoseconds() &+ sweepNanos
       var steps = 0
-      while steps < 1_000_000 && manual.runNext(notAfter: horizon) { steps += 1 }
+      while steps < 1_000_000 && manual.runNext(notAfter: horizon) {
+        steps += 1
+        if steps & 63 == 0 && (wall.nanoseconds() > wallLimit || options.cancelled()) { break }
+      }
       state.withLock { $0.stopSampling = true }
     } else {
       state.withLock { $0.stopSampling = true }

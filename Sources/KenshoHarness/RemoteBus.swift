@@ -205,7 +205,9 @@ final class AdapterHost: Sendable {
         return
       }
       if let source = raw.objectValue?["sourceWorker"]?.stringValue, !hosted.contains(source) {
-        fail(worker, "\(label(of: worker)) sent a message as \(Self.brief(source)), a worker it does not host")
+        fail(
+          worker,
+          "\(label(of: worker)) sent a message with sourceWorker \(Self.brief(source)), a worker it does not host")
         return
       }
       switch KenshoCodec.message(from: raw, mode: .sent) {
@@ -266,8 +268,18 @@ final class AdapterHost: Sendable {
     return agentOf.filter { $0.value == agent }.map(\.key)
   }
 
-  func shutdown() {
-    for process in processes.values { process.shutdown() }
+  /// Shuts every process down; returns the first thing one did wrong meanwhile, if any.
+  func shutdown() -> String? {
+    var first: String?
+    for key in processes.keys.sorted() {
+      if let problem = processes[key]?.shutdown(), first == nil { first = problem.description }
+    }
+    return first
+  }
+
+  /// Bounds every operation of every process by the scenario's wall-clock deadline.
+  func setOverallDeadline(_ instant: ContinuousClock.Instant) {
+    for process in processes.values { process.overallDeadline = instant }
   }
 }
 

@@ -23,9 +23,20 @@ public struct ScenarioRunner: Sendable {
   public func run(_ scenario: Scenario) -> ScenarioResult {
     let seed = self.seed ?? scenario.seed
     let run = ReferenceRun(scenario: scenario, seed: seed, options: options)
-    let problem = run.execute(wallDeadline: wallDeadline)
+    var problem = run.execute(wallDeadline: wallDeadline)
     let metrics = Self.metrics(run)
     let history = run.history(complete: problem == nil)
+    // What an implementation does wrong after the workload (a failed or missing stats answer,
+    // a dispose or shutdown it does not honour) is an error too, never a pass.
+    var adapterFailed = run.startupFailure != nil
+    if let host = run.adapters {
+      for bus in run.buses.values { bus.dispose() }
+      let shutdownFailure = host.shutdown()
+      if let failure = host.failure.withLock({ $0 }) ?? shutdownFailure {
+        adapterFailed = true
+        if problem == nil || !(problem ?? "").hasPrefix("UNSUPPORTED") { problem = failure }
+      }
+    }
     let record = RunRecord(history: history, metrics: metrics)
     var checks = scenario.expect.map { Judge.judge($0, record) }
     if let problem, problem.hasPrefix("UNSUPPORTED") {
@@ -37,7 +48,7 @@ public struct ScenarioRunner: Sendable {
         u.counterexample = nil
         return u
       }
-    } else if let problem, run.startupFailure != nil || run.adapters?.failure.withLock({ $0 }) != nil {
+    } else if let problem, adapterFailed {
       // The implementation misbehaved: its run says nothing about the scenario's rules.
       checks = [
         CheckResult(
@@ -58,8 +69,7 @@ public struct ScenarioRunner: Sendable {
     }
     // Dump the heap while the leaked objects are still alive.
     let profile = leakFailed ? HeapProfile.dump(scenario: scenario.name, into: options.profileDirectory) : nil
-    for bus in run.buses.values { bus.dispose() }
-    run.adapters?.shutdown()
+    if run.adapters == nil { for bus in run.buses.values { bus.dispose() } }
     let verdict = checks.map(\.verdict).max() ?? .pass
     let (samples, trace, histograms) = run.state.withLock { s in
       (

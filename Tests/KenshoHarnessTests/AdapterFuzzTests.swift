@@ -1,6 +1,7 @@
 import Foundation
 import KenshoProtocol
 import KenshoScenario
+import KenshoVerdict
 import Testing
 
 @testable import KenshoHarness

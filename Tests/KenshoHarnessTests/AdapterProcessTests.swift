@@ -1,5 +1,6 @@
 import Foundation
 import KenshoProtocol
+import KenshoVerdict
 import Synchronization
 import Testing
 

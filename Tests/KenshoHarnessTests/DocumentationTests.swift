@@ -1,7 +1,7 @@
 import Foundation
 import KenshoHarness
-import KenshoVerdict
 import KenshoScenario
+import KenshoVerdict
 import Testing
 
 @Suite("Documentation examples run")

@@ -1,7 +1,7 @@
 import Foundation
 @_spi(Testing) import KenshoHarness
-import KenshoVerdict
 import KenshoScenario
+import KenshoVerdict
 import Testing
 
 @Suite("Faults in the harness network")

@@ -1,6 +1,7 @@
 import Foundation
 import KenshoHarness
 import KenshoScenario
+import KenshoVerdict
 import Synchronization
 import Testing
 
@@ -194,7 +195,7 @@ func expectHostile(_ h: Hostile, within bound: Double? = nil, sourceLocation: So
       + "\(outcome.logBytes) B logged: \(message.prefix(300))")
 }
 
-@Suite("Hostile adapters (issue #14)", .enabled(if: hasPython, "needs python3"))
+@Suite("Hostile adapters (issue #14)", .serialized, .enabled(if: hasPython, "needs python3"))
 struct HostileAdapterTests {
   /// Misbehaviours the adapter layer (AdapterProcess) must catch.
   static let transport: [Hostile] = [

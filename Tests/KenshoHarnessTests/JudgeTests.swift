@@ -1,7 +1,7 @@
 import KenshoHarness
-import KenshoVerdict
 import KenshoProtocol
 import KenshoScenario
+import KenshoVerdict
 import Testing
 
 /// The checks must be able to fail: scenarios whose expectations contradict what the
@@ -55,7 +55,8 @@ struct JudgeTests {
   func shouldRuleIsNonStrict() {
     let result = ScenarioRunner().run(
       scenario(
-        .end(nil), expect: [KenshoScenario.Expectation(.metric(.chunksDelivered, min: 100, max: nil), rule: "KSP-3.4")]))
+        .end(nil), expect: [KenshoScenario.Expectation(.metric(.chunksDelivered, min: 100, max: nil), rule: "KSP-3.4")])
+    )
     #expect(result.checks.first?.verdict == .nonStrict)
     #expect(result.verdict == .nonStrict)
     #expect(result.verdict.isSuccess)

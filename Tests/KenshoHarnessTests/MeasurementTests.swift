@@ -1,9 +1,9 @@
 import Foundation
 @_spi(Testing) import KenshoHarness
-import KenshoVerdict
 import KenshoProtocol
 import KenshoReport
 import KenshoScenario
+import KenshoVerdict
 import Testing
 
 @Suite("Measurement and leak verdict", .serialized)

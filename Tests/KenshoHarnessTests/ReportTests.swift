@@ -1,9 +1,9 @@
 import Foundation
 import FoundationXML
 import KenshoHarness
-import KenshoVerdict
 import KenshoReport
 import KenshoScenario
+import KenshoVerdict
 import Testing
 
 @Suite("Reports")
