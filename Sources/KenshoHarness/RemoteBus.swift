@@ -277,6 +277,11 @@ final class AdapterHost: Sendable {
     return first
   }
 
+  /// Kills every process of this run at once (the watchdog gave up on it).
+  func killAll() {
+    for process in processes.values { process.kill() }
+  }
+
   /// Bounds every operation of every process by the scenario's wall-clock deadline.
   func setOverallDeadline(_ instant: ContinuousClock.Instant) {
     for process in processes.values { process.overallDeadline = instant }

@@ -19,6 +19,9 @@ public struct RunOptions: Sendable {
 
   /// Runs a reference bus that leaks every ended stream: for testing the leak verdict.
   @_spi(Testing) public var leakingReference = false
+  /// The harness's own `onChunk` never returns: a stand-in for a bus that livelocks inside a
+  /// delivery, for the watchdog's tests.
+  @_spi(Testing) public var hangsInOnChunk = false
   /// Defects to switch on in the reference bus, to prove that scenarios catch them.
   @_spi(Testing) public var referenceDefects: Set<ReferenceDefect> = []
   /// Folder for heap profiles written when a leak check fails (with `MALLOC_CONF=prof:true`).

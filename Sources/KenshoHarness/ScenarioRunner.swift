@@ -3,6 +3,7 @@ import Histogram
 import KenshoProtocol
 public import KenshoScenario
 public import KenshoVerdict
+import Synchronization
 
 /// Runs scenarios against the reference bus and judges them.
 public struct ScenarioRunner: Sendable {
@@ -18,11 +19,44 @@ public struct ScenarioRunner: Sendable {
     self.options = options
   }
 
-  /// Runs one scenario to its verdict. Never throws: a run that cannot finish has verdict
-  /// `error` and says why.
+  /// How long past its wall-clock deadline a scenario may take before the watchdog gives up on
+  /// it (a bus that never returns from a delivery cannot look at the clock).
+  public static let watchdogGrace: Duration = .seconds(5)
+
+  /// Runs one scenario to its verdict. Never throws and never hangs: a run that cannot finish
+  /// has verdict `error` and says why. The run happens on a thread of its own, watched: a bus
+  /// that never returns is abandoned there (its adapter processes killed) once the wall-clock
+  /// deadline and ``watchdogGrace`` have passed, and the result says so.
   public func run(_ scenario: Scenario) -> ScenarioResult {
+    let result = Slot<ScenarioResult>()
+    let current = Slot<ReferenceRun>()
+    let done = DispatchSemaphore(value: 0)
+    let thread = Thread { [self] in
+      let r = runHere(scenario, current: current)
+      result.value = r
+      done.signal()
+    }
+    thread.stackSize = 64 << 20
+    thread.start()
+    let limit = DispatchTime.now() + .nanoseconds(Int(clamping: (wallDeadline + Self.watchdogGrace).nanoseconds))
+    if done.wait(timeout: limit) == .success, let r = result.value { return r }
+    current.value?.adapters?.killAll()
+    let seed = self.seed ?? scenario.seed
+    let text =
+      "deadline exceeded: the run did not return within its wall-clock deadline of \(wallDeadline) plus \(Self.watchdogGrace) (a bus that never returns from a delivery); abandoned"
+    let check = CheckResult(
+      name: "completion", rule: "HARNESS", level: .harness, verdict: .error,
+      expected: "every stream terminal before the deadline", observed: text)
+    return ScenarioResult(
+      name: scenario.name, file: scenario.file, description: scenario.description, seed: seed,
+      timeMode: scenario.time.mode.rawValue, verdict: .error, checks: [check], metrics: Metrics(), samples: [],
+      error: text)
+  }
+
+  func runHere(_ scenario: Scenario, current: Slot<ReferenceRun>) -> ScenarioResult {
     let seed = self.seed ?? scenario.seed
     let run = ReferenceRun(scenario: scenario, seed: seed, options: options)
+    current.value = run
     var problem = run.execute(wallDeadline: wallDeadline)
     let metrics = Self.metrics(run)
     let history = run.history(complete: problem == nil)
@@ -222,5 +256,14 @@ public struct ScenarioRunner: Sendable {
     return LatencySummary(
       count: Int(h.totalCount), p50: us(h.valueAtPercentile(50)), p90: us(h.valueAtPercentile(90)),
       p99: us(h.valueAtPercentile(99)), p999: us(h.valueAtPercentile(99.9)), max: us(h.max), mean: h.mean / 1_000)
+  }
+}
+
+/// One value handed between threads.
+final class Slot<T: Sendable>: Sendable {
+  private let box = Mutex<T?>(nil)
+  var value: T? {
+    get { box.withLock { $0 } }
+    set { box.withLock { $0 = newValue } }
   }
 }

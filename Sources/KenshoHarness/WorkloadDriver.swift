@@ -107,9 +107,11 @@ extension ReferenceRun {
         })
     } catch {
       recorder.record(.openFailed(Int32(stream)), at: clock.nanoseconds())
-      // The consumer's bus is gone (its agent crashed): the stream fails at once.
-      try? onTerminal(
-        stream, .error(SerializedError(name: "BusError", message: "\(error)", code: ErrorCode.busDisposed)))
+      // The consumer's bus is gone (disposed, or its agent crashed): the stream fails, as the
+      // next event rather than from here, so that a closed model of many streams opening on a
+      // dead bus loops instead of recursing (a stack overflow at 100 000 streams).
+      let failure = SerializedError(name: "BusError", message: "\(error)", code: ErrorCode.busDisposed)
+      _ = clock.schedule(at: clock.nanoseconds()) { [self] in try? onTerminal(stream, .error(failure)) }
     }
     return ordinal + 1 < group.streams
   }
@@ -130,6 +132,7 @@ extension ReferenceRun {
   // MARK: Consumer callbacks
 
   func onChunk(_ stream: Int, _ value: JSONValue, _ generator: ChunkGenerator?) throws {
+    while options.hangsInOnChunk { Thread.sleep(forTimeInterval: 0.05) }
     let now = clock.nanoseconds()
     let wallNow = wall.nanoseconds()
     var digestBytes: Data?
