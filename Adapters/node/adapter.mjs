@@ -36,7 +36,7 @@ for (const d of defects) {
 
 const clock = new ManualClock();
 const buses = new Map(); // worker → MessageBus
-const emitters = new Map(); // streamId → emitter (producer side)
+const emitters = new Map(); // streamId → emitter (producer side), while it is active
 let out = [];
 const emit = (event) => out.push(JSON.stringify(event));
 const flush = () => {
@@ -75,6 +75,7 @@ const ops = {
     const worker = op.worker;
     busFor(worker).registerStreamMethod(op.method, (args, stream) => {
       emitters.set(stream.streamId, stream);
+      stream.onCancel(() => emitters.delete(stream.streamId)); // nothing kept once it stops
       emit({ event: 'handler', worker, method: op.method, streamId: stream.streamId, args });
       if (op.throws) {
         const e = new Error(op.throws.message);
@@ -131,7 +132,12 @@ const ops = {
   peer_down(op) { busFor(op.worker).peerDown(op.peer); return {}; },
   advance(op) { clock.advanceTo(op.toMs); return {}; },
   stats(op) { return { stats: busFor(op.worker).stats() }; },
-  dispose(op) { busFor(op.worker).dispose(); return {}; },
+  dispose(op) {
+    const bus = busFor(op.worker);
+    bus.dispose();
+    for (const [streamId, emitter] of [...emitters]) if (emitter.bus === bus) emitters.delete(streamId);
+    return {};
+  },
   shutdown() { return {}; },
 };
 
@@ -144,9 +150,12 @@ function emitterOp(op, action) {
   } catch (e) {
     if (!(e instanceof EmitterError)) throw e;
     if (e.kind === 'no_credit') {
+      // Runs when credit comes, or when the stream stops (the harness then finds it refused).
       emitter.onCredit(() => emit({ event: 'credit', worker: op.worker, streamId: op.streamId }));
     }
     return { result: e.kind };
+  } finally {
+    if (!emitter.isActive) emitters.delete(op.streamId);
   }
 }
 

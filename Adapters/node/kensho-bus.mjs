@@ -113,22 +113,30 @@ const serialize = (e) => {
   return { name: 'Error', message: String(e) };
 };
 
-/** The producer's side of a stream: the `stream` a handler receives (KSP-2.2). */
+/**
+ * The producer's side of a stream: the `stream` a handler receives (KSP-2.2).
+ *
+ * Flow control (KSP-FC, docs/FLOW-CONTROL.md): `limit` is the consumer's cumulative grant,
+ * "chunks with a seq below it may be sent", starting at the window offered; null without
+ * flow control.
+ */
 class Emitter {
-  constructor(bus, streamId, consumer, traceId, credit) {
+  constructor(bus, streamId, consumer, traceId, window) {
     this.bus = bus; this.streamId = streamId; this.consumer = consumer; this.traceId = traceId;
-    this.seq = 0; this.state = 'open'; this.credit = credit; this.acked = false;
+    this.seq = 0; this.state = 'open'; this.limit = window; this.window = window;
     this.onCancelHandler = null; this.onCreditHandler = null; this.pendingLast = null;
   }
   get isActive() { return this.state === 'open'; }
   get cancelled() { return this.state === 'cancelled'; }
+  get isFlowControlled() { return this.limit !== null; }
+  /** Chunks the consumer allows now; null without flow control. */
+  get availableCredit() { return this.limit === null ? null : Math.max(0, this.limit - this.seq); }
   check() { if (this.state !== 'open') throw new EmitterError(this.state); }
   chunk(data) {
     this.check();
-    if (this.credit !== null && this.credit <= 0) throw new EmitterError('no_credit');
-    if (this.credit !== null) this.credit -= 1;
+    if (this.limit !== null && this.seq >= this.limit) throw new EmitterError('no_credit');
     const metadata = { seq: this.seq };
-    if (this.credit !== null && !this.acked) { metadata.credit = this.credit + 1; this.acked = true; }
+    if (this.limit !== null && this.seq === 0) metadata.credit = this.window; // acknowledges the offer
     this.seq += 1;
     const message = this.bus.message(this.target(), 'stream_chunk', data, { streamId: this.streamId, traceId: this.traceId, metadata });
     if (this.bus.defects.has('last-chunk-dropped')) {
@@ -143,17 +151,54 @@ class Emitter {
     this.check();
     this.state = 'closed';
     this.bus.finish(this, 'stream_end', summary, undefined);
+    this.stop('closed');
   }
   error(e) {
     this.check();
-    this.state = 'closed';
     const error = serialize(e);
     if (this.bus.defects.has('error-code-dropped')) delete error.code;
     else if (error.code === undefined) error.code = ErrorCode.STREAM_ERROR;
+    this.state = 'closed';
     this.bus.finish(this, 'stream_error', null, error);
+    this.stop('closed');
   }
-  onCancel(handler) { this.onCancelHandler = handler; }
-  onCredit(handler) { if (this.credit === null || this.credit > 0) handler(); else this.onCreditHandler = handler; }
+  onCancel(handler) { if (this.cancelled) handler(null); else if (this.isActive) this.onCancelHandler = handler; }
+  /**
+   * Runs `handler` once: when credit is next available (at once if it is now), or when the
+   * emitter stops (cancelled, consumer gone, finished, bus disposed), so that a producer that
+   * waits for credit always resumes and then finds its next call refused.
+   */
+  onCredit(handler) {
+    if (!this.isActive || this.limit === null || this.availableCredit > 0) handler();
+    else this.onCreditHandler = handler;
+  }
+  /** Applies a cumulative grant; a grant at or below the current limit changes nothing. */
+  grant(limit) {
+    if (this.limit === null || limit <= this.limit) return;
+    this.limit = limit;
+    if (this.availableCredit > 0) this.resume();
+  }
+  /** Runs and forgets the handler waiting for credit, if any. */
+  resume() {
+    const handler = this.onCreditHandler;
+    this.onCreditHandler = null;
+    if (!handler) return;
+    try { handler(); } catch { this.bus.callbackFailures += 1; }
+  }
+  /**
+   * The emitter stops sending (KSP-4.3, 7.2); everything it holds for the stream is let go:
+   * the cancel handler runs (when `reason` is given), a producer waiting for credit resumes.
+   */
+  stop(state, reason) {
+    const wasOpen = this.state === 'open';
+    if (wasOpen) this.state = state;
+    const onCancel = this.onCancelHandler;
+    this.onCancelHandler = null;
+    if (wasOpen && state === 'cancelled' && reason !== undefined && onCancel) {
+      try { onCancel(reason); } catch { this.bus.callbackFailures += 1; }
+    }
+    this.resume();
+  }
   target() { return this.bus.defects.has('chunks-to-self') ? this.bus.name : this.consumer; }
 }
 
@@ -190,11 +235,11 @@ export class MessageBus {
     const window = callbacks.creditWindow ?? this.creditWindow;
     const entry = { producer: target, callbacks, timeout: callbacks.timeout ?? this.streamTimeoutMs,
       lastActivity: this.clock.now(), nextSeq: 0, buffered: new Map(), endCount: null, endSummary: null,
-      traceId: callbacks.traceId, window, acked: false, sinceGrant: 0 };
+      traceId: callbacks.traceId, window, acked: false, grantedLimit: 0, unnumbered: 0 };
     this.activeStreams.set(streamId, entry); // KSP-2.1: recorded before sending
     this.armSweep();
     const type = this.defects.has('request-instead-of-stream-request') ? 'request' : 'stream_request';
-    const metadata = window ? { credit: window } : undefined;
+    const metadata = window > 0 ? { credit: window } : undefined;
     this.send(this.message(target, type, { method, args: payload }, { streamId, traceId: callbacks.traceId, metadata }));
     return streamId;
   }
@@ -255,8 +300,9 @@ export class MessageBus {
       }
       return this.send(this.message(m.sourceWorker, 'stream_error', null, { streamId: m.streamId, traceId: m.traceId, error }));
     }
-    const credit = Number.isInteger(m.metadata?.credit) ? m.metadata.credit : null;
-    const emitter = new Emitter(this, m.streamId, m.sourceWorker, m.traceId, credit);
+    const offered = m.metadata?.credit;
+    const window = Number.isInteger(offered) && offered > 0 ? offered : null; // KSP-FC offer
+    const emitter = new Emitter(this, m.streamId, m.sourceWorker, m.traceId, window);
     this.emitters.set(m.streamId, emitter);
     const fail = (e) => { if (emitter.isActive) emitter.error(e); }; // KSP-2.5
     try {
@@ -268,27 +314,27 @@ export class MessageBus {
   }
 
   onChunk(m) {
+    // A credit frame (KSP-FC) is known by what it carries, metadata.creditLimit, never by which
+    // table has an entry for its stream: a worker may consume a stream it produces.
+    if (m.metadata?.creditLimit !== undefined) return this.onCreditFrame(m);
     const entry = this.activeStreams.get(m.streamId);
-    if (!entry) {
-      const emitter = this.emitters.get(m.streamId);
-      if (emitter && m.sourceWorker === emitter.consumer && m.metadata?.seq === undefined
-        && Number.isInteger(m.metadata?.credit)) {
-        // A credit frame (KSP-FC) from our consumer.
-        const had = emitter.credit;
-        emitter.credit += m.metadata.credit;
-        if (had <= 0 && emitter.onCreditHandler) { const h = emitter.onCreditHandler; emitter.onCreditHandler = null; h(); }
-        return;
-      }
-      return this.drop('unknown_stream'); // KSP-3.5
-    }
+    if (!entry) return this.drop('unknown_stream'); // KSP-3.5
     if (entry.producer !== m.sourceWorker) return this.drop('wrong_source');
-    entry.lastActivity = this.clock.now(); // KSP-3.3
-    if (entry.window) this.countForGrant(m, entry);
+    entry.lastActivity = this.clock.now(); // KSP-3.3: a chunk from the producer, whatever becomes of it
+    this.acceptChunk(m, entry);
+    if (entry.window && this.activeStreams.get(m.streamId) === entry) this.grantIfDue(m, entry);
+  }
+
+  /** Takes a chunk from the stream's producer: delivers it in seq order, holds it back, or drops it (KSP-3.4). */
+  acceptChunk(m, entry) {
     const seq = m.metadata?.seq;
-    if (seq === undefined || this.defects.has('chunks-reordered')) return this.deliverChunk(m.streamId, entry, m.payload);
+    if (seq === undefined || this.defects.has('chunks-reordered')) {
+      if (seq === undefined) entry.unnumbered += 1;
+      return this.deliverChunk(m.streamId, entry, m.payload);
+    }
     if (seq < entry.nextSeq || entry.buffered.has(seq)) return this.drop('duplicate');
     if (seq > entry.nextSeq) {
-      if (entry.buffered.size >= 1024) return this.drop('reorder_overflow');
+      if (entry.buffered.size >= 1024) return this.drop('reorder_overflow'); // KSP-3.4: at least 1024 held
       entry.buffered.set(seq, m.payload);
       return;
     }
@@ -306,14 +352,34 @@ export class MessageBus {
     }
   }
 
-  countForGrant(m, entry) {
+  /**
+   * KSP-FC, consumer side: once the producer acknowledged the offer, grants "chunks with a seq
+   * below N may be sent", N = chunks taken in order + the window, each time N has moved half a
+   * window. Repeats and chunks held back out of order move nothing.
+   */
+  grantIfDue(m, entry) {
     if (Number.isInteger(m.metadata?.credit)) entry.acked = true;
     if (!entry.acked) return;
-    entry.sinceGrant += 1;
-    if (entry.sinceGrant >= Math.max(1, Math.floor(entry.window / 2))) {
-      this.send(this.message(m.sourceWorker, 'stream_chunk', null, { streamId: m.streamId, metadata: { credit: entry.sinceGrant } }));
-      entry.sinceGrant = 0;
-    }
+    if (entry.grantedLimit === 0) entry.grantedLimit = entry.window;
+    const limit = entry.nextSeq + entry.unnumbered + entry.window;
+    if (limit - entry.grantedLimit < Math.max(1, Math.floor(entry.window / 2))) return;
+    entry.grantedLimit = limit;
+    this.sendGrant(m.streamId, entry);
+  }
+
+  sendGrant(streamId, entry) {
+    this.send(this.message(entry.producer, 'stream_chunk', null,
+      { streamId, traceId: entry.traceId, metadata: { creditLimit: entry.grantedLimit } }));
+  }
+
+  /** A credit frame from the consumer of a stream produced here (KSP-FC). */
+  onCreditFrame(m) {
+    const limit = m.metadata.creditLimit;
+    if (m.metadata.seq !== undefined || !Number.isInteger(limit) || limit < 0) return this.drop('invalid');
+    const emitter = this.emitters.get(m.streamId);
+    if (!emitter) return this.drop('unknown_stream');
+    if (emitter.consumer !== m.sourceWorker) return this.drop('wrong_source');
+    emitter.grant(limit);
   }
 
   deliverChunk(streamId, entry, payload) {
@@ -367,8 +433,7 @@ export class MessageBus {
       return this.drop('foreign_cancel'); // KSP-7.3
     }
     this.emitters.delete(m.streamId);
-    emitter.state = 'cancelled'; // KSP-7.2
-    try { emitter.onCancelHandler?.(m.payload); } catch { this.callbackFailures += 1; }
+    emitter.stop('cancelled', m.payload); // KSP-7.2; releases what the emitter holds (KSP-9.2)
   }
 
   // Time -------------------------------------------------------------------------------------
@@ -386,6 +451,9 @@ export class MessageBus {
           this.activeStreams.delete(streamId);
           this.send(this.message(entry.producer, 'stream_cancel', ErrorCode.STREAM_TIMEOUT, { streamId, traceId: entry.traceId }));
           this.terminal(streamId, entry, 'onError', serialize(new StreamError('Stream timed out', ErrorCode.STREAM_TIMEOUT)));
+        } else if (entry.acked && now - entry.lastActivity >= this.sweepIntervalMs) {
+          // KSP-FC: an idle stream repeats its standing grant, in case the last one was lost.
+          this.sendGrant(streamId, entry);
         }
       }
     }
@@ -408,7 +476,7 @@ export class MessageBus {
     for (const [streamId, emitter] of [...this.emitters]) {
       if (emitter.consumer !== worker) continue;
       this.emitters.delete(streamId);
-      emitter.state = 'cancelled';
+      emitter.stop('cancelled', 'consumer gone');
     }
   }
 
@@ -420,13 +488,14 @@ export class MessageBus {
     const disposed = serialize(new StreamError('Bus disposed', ErrorCode.BUS_DISPOSED));
     for (const [streamId, entry] of [...this.activeStreams]) {
       this.activeStreams.delete(streamId);
-      this.send(this.message(entry.producer, 'stream_cancel', 'bus disposed', { streamId }));
+      this.send(this.message(entry.producer, 'stream_cancel', 'bus disposed', { streamId, traceId: entry.traceId }));
       this.terminal(streamId, entry, 'onError', disposed);
     }
     for (const [streamId, emitter] of [...this.emitters]) {
       this.emitters.delete(streamId);
-      emitter.state = 'cancelled';
-      this.send(this.message(emitter.consumer, 'stream_error', null, { streamId, error: disposed, metadata: { seq: emitter.seq } }));
+      emitter.stop('cancelled');
+      this.send(this.message(emitter.consumer, 'stream_error', null,
+        { streamId, traceId: emitter.traceId, error: disposed, metadata: { seq: emitter.seq } }));
     }
     this.transport.close?.();
   }

@@ -9,13 +9,15 @@ public struct BusConfiguration: Sendable, Hashable {
   /// Whether the producer numbers chunks in `metadata.seq` (KSP-3.4, 4.4).
   public var numberChunks = true
   /// Out-of-order chunks buffered per stream at most while waiting for a gap to fill; beyond
-  /// it, chunks are dropped and counted (``DropReason/reorderOverflow``).
+  /// it, chunks are dropped and counted (``DropReason/reorderOverflow``). KSP-3.4 allows no
+  /// bound below 1024 (``MessageBus/minimumReorderWindow``): a smaller value counts as 1024.
   public var reorderWindow = 1024
   /// `stream_request` ids remembered after their stream ended, to ignore late duplicates
   /// (KSP-2.4). Memory for this is fixed, not per stream.
   public var duplicateWindow = 1024
   /// Flow control (the KSP-FC extension, docs/FLOW-CONTROL.md), consumer side: offer this
-  /// many chunks of credit on every stream opened, and grant more as chunks arrive. `nil`: off.
+  /// many chunks of credit on every stream opened, and grant more as chunks are taken, with
+  /// cumulative grants ("chunks with a seq below N may be sent"). `nil`: off.
   public var flowControlWindow: Int?
   /// Flow control, producer side: honour a consumer's credit offer. A producer that does not
   /// (or a bus without the extension) ignores the offer, and the stream runs without credit.

@@ -169,10 +169,13 @@ public final class MessageBus: TransportReceiver, Sendable {
           s.emitters = [:]
           s.calls = [:]
           s.cancelHandlers = [:]
+          s.creditHandlers = [:]
         }
         let error = Self.failure(ErrorCode.busDisposed, "Bus disposed")
         for entry in s.streams.values { s.jobs.append(.error(entry.onError, error)) }
         for call in s.calls.values { s.jobs.append(.complete(call.completion, .failure(error))) }
+        // A producer waiting for credit resumes, and finds its emitter cancelled.
+        for handler in s.creditHandlers.values { s.jobs.append(.run(handler)) }
         return (s.streams, s.emitters, s.calls)
       }
     guard let taken else { return }
@@ -225,13 +228,21 @@ public final class MessageBus: TransportReceiver, Sendable {
   public func sweep() {
     let now = clock.nanoseconds()
     var expired: [(String, ConsumerStream)] = []
+    var regrants: [(String, ConsumerStream, Int)] = []
     let again: Bool = state.withLock { s in
       s.sweepTimer?.cancel()
       s.sweepTimer = nil
-      for (streamId, entry) in s.streams where now &- entry.lastActivity > entry.timeout {
-        s.removeStream(streamId)
-        s.jobs.append(.error(entry.onError, Self.failure(ErrorCode.streamTimeout, "Stream timed out")))
-        expired.append((streamId, entry))
+      for (streamId, entry) in s.streams {
+        let idle = now &- entry.lastActivity
+        if idle > entry.timeout {
+          s.removeStream(streamId)
+          s.jobs.append(.error(entry.onError, Self.failure(ErrorCode.streamTimeout, "Stream timed out")))
+          expired.append((streamId, entry))
+        } else if idle >= sweepNanos, let limit = entry.extras?.standingGrant {
+          // KSP-FC: a stream that received nothing for a sweep interval repeats its grant, in
+          // case the last one was lost (grants are idempotent, so a repeat is harmless).
+          regrants.append((streamId, entry, limit))
+        }
       }
       for (id, call) in s.calls where now >= call.deadline {
         s.calls.removeValue(forKey: id)
@@ -241,6 +252,7 @@ public final class MessageBus: TransportReceiver, Sendable {
       return s.armSweep()
     }
     if again { scheduleSweep() }
+    for (streamId, entry, limit) in regrants { sendGrant(limit, streamId: streamId, to: entry) }
     for (streamId, entry) in expired {
       transmit(
         KenshoMessage(
@@ -296,7 +308,8 @@ public final class MessageBus: TransportReceiver, Sendable {
   /// The transport reports `worker` gone (KSP-8.1): streams from it fail with `PRODUCER_GONE`,
   /// streams to it are cancelled, calls to it fail.
   public func peerDown(_ worker: String) {
-    let cancelled: [(StreamEmitter, (@Sendable (JSONValue) -> Void)?)] = state.withLock { s in
+    let cancelled: [(StreamEmitter, (@Sendable (JSONValue) -> Void)?, (@Sendable () -> Void)?)] = state.withLock {
+      s in
       let gone = Self.failure(ErrorCode.producerGone, "Producer \(worker) is gone")
       for (streamId, entry) in s.streams where entry.producer == worker {
         s.removeStream(streamId)
@@ -306,36 +319,38 @@ public final class MessageBus: TransportReceiver, Sendable {
         s.calls.removeValue(forKey: id)
         s.jobs.append(.complete(call.completion, .failure(gone)))
       }
-      var cancelled: [(StreamEmitter, (@Sendable (JSONValue) -> Void)?)] = []
+      var cancelled: [(StreamEmitter, (@Sendable (JSONValue) -> Void)?, (@Sendable () -> Void)?)] = []
       for (streamId, emitter) in s.emitters where emitter.consumer == worker {
         s.emitters.removeValue(forKey: streamId)
-        cancelled.append((emitter, s.cancelHandlers.removeValue(forKey: streamId)))
+        cancelled.append(
+          (emitter, s.cancelHandlers.removeValue(forKey: streamId), s.creditHandlers.removeValue(forKey: streamId)))
       }
       s.releaseEmptyTables()
       return cancelled
     }
-    for (emitter, handler) in cancelled where emitter.markCancelled() {
-      if let handler { enqueue(.run { handler(.string("consumer gone")) }) }
+    for (emitter, handler, credit) in cancelled {
+      let wasActive = emitter.markCancelled()
+      if wasActive, let handler { enqueue(.run { handler(.string("consumer gone")) }) }
+      // A producer waiting for credit resumes, and finds its emitter cancelled.
+      if let credit { enqueue(.run(credit)) }
     }
     runJobs()
   }
 
   private func receiveChunk(_ m: KenshoMessage) {
+    // A credit frame (KSP-FC) is known by what it carries, `metadata.creditLimit`, never by
+    // which table has an entry for its stream: a worker may consume a stream it produces.
+    if m.sharedFields != nil, let limit = m.metadata?.other[Self.creditLimitKey] {
+      return receiveCredit(m, limit)
+    }
     let now = clock.nanoseconds()
-    let window = configuration.reorderWindow
+    let bound = max(Self.minimumReorderWindow, configuration.reorderWindow)
     // Returns the entry, not its callback: a closure returned through the generic `withLock`
     // would be re-abstracted, which allocates.
-    var grant = 0
+    var grant: (limit: Int, traceId: String?)?
     let direct: ConsumerStream? = state.withLock { s in
       s.received += 1
       guard let streamId = m.streamId, let entry = s.stream(streamId), entry.producer == m.sourceWorker else {
-        if m.seq == nil, let id = m.streamId, let credit = m.metadata?.credit, let emitter = s.emitters[id],
-          emitter.consumer == m.sourceWorker
-        {
-          // A credit frame from the consumer of a stream produced here (flow control).
-          s.creditGrants.append((emitter, credit))
-          return nil
-        }
         let reason: DropReason =
           if m.validate(.received, trusting: .targetWorker) != nil {
             .invalid
@@ -351,38 +366,19 @@ public final class MessageBus: TransportReceiver, Sendable {
         s.dropped[DropReason.invalid.rawValue] += 1
         return nil
       }
+      // KSP-3.3: a chunk from the stream's producer refreshes the stream, whatever becomes of it.
       entry.lastActivity = now
-      if let extras = entry.extras, let window = extras.creditWindow {
-        grant = extras.countForGrant(acknowledged: m.metadata?.credit != nil, window: window)
+      let claimed = s.accept(m, streamId, entry, bound: bound)
+      if let extras = entry.extras, let window = extras.creditWindow, s.streams[streamId] === entry,
+        let limit = extras.grant(acknowledged: m.metadata?.credit != nil, inOrder: entry.nextSeq, window: window)
+      {
+        grant = (limit, extras.traceId)
       }
-      guard let seq = m.seq else { return s.claim(.chunk(entry.onChunk, m.payload)) ? entry : nil }
-      if seq == entry.nextSeq {
-        entry.nextSeq += 1
-        let claimed = s.claim(.chunk(entry.onChunk, m.payload))
-        if entry.extras != nil { s.releaseBuffered(streamId, entry) }
-        return claimed ? entry : nil
-      }
-      if seq < entry.nextSeq {
-        s.dropped[DropReason.duplicate.rawValue] += 1
-        return nil
-      }
-      let extras = entry.extrasCreatingIfNeeded()
-      if extras.buffered[seq] != nil {
-        s.dropped[DropReason.duplicate.rawValue] += 1
-      } else if extras.buffered.count >= window {
-        s.dropped[DropReason.reorderOverflow.rawValue] += 1
-      } else {
-        extras.buffered[seq] = m.payload
-      }
-      return nil
+      return claimed ? entry : nil
     }
-    if grant > 0, let id = m.streamId {
-      transmit(
-        KenshoMessage(
-          messageId: ids.next(), sourceWorker: name, targetWorker: m.sourceWorker, type: .streamChunk, payload: .null,
-          streamId: id, metadata: MessageMetadata(credit: grant)))
+    if let grant, let streamId = m.streamId {
+      sendGrant(grant.limit, streamId: streamId, to: m.sourceWorker, traceId: grant.traceId)
     }
-    if direct == nil { applyCreditGrants() }
     guard let direct else { return }
     // This thread claimed the job queue and the chunk is first: call it without queueing.
     do {
@@ -392,6 +388,53 @@ public final class MessageBus: TransportReceiver, Sendable {
     }
     drainRemaining()
   }
+
+  /// A credit frame from the consumer of a stream produced here (KSP-FC): applies its
+  /// cumulative grant, and resumes the producer if it was waiting for credit.
+  private func receiveCredit(_ m: KenshoMessage, _ value: JSONValue) {
+    let resume: (@Sendable () -> Void)? = state.withLock { s in
+      s.received += 1
+      guard m.validate(.received, trusting: .targetWorker) == nil, m.seq == nil, let streamId = m.streamId,
+        let wide = value.intValue, wide >= 0, let limit = Int(exactly: wide)
+      else {
+        s.dropped[DropReason.invalid.rawValue] += 1
+        return nil
+      }
+      guard let emitter = s.emitters[streamId] else {
+        s.dropped[DropReason.unknownStream.rawValue] += 1
+        return nil
+      }
+      guard emitter.consumer == m.sourceWorker else {
+        s.dropped[DropReason.wrongSource.rawValue] += 1
+        return nil
+      }
+      guard emitter.grant(upTo: limit), (emitter.availableCredit ?? 0) > 0 else { return nil }
+      defer { s.releaseEmptyTables() }
+      return s.creditHandlers.removeValue(forKey: streamId)
+    }
+    guard let resume else { return }
+    enqueue(.run(resume))
+    runJobs()
+  }
+
+  /// Sends the consumer's cumulative grant of stream `streamId` to its producer (KSP-FC).
+  private func sendGrant(_ limit: Int, streamId: String, to entry: ConsumerStream) {
+    sendGrant(limit, streamId: streamId, to: entry.producer, traceId: entry.extras?.traceId)
+  }
+
+  private func sendGrant(_ limit: Int, streamId: String, to producer: String, traceId: String?) {
+    transmit(
+      KenshoMessage(
+        messageId: ids.next(), sourceWorker: name, targetWorker: producer, type: .streamChunk, payload: .null,
+        streamId: streamId, traceId: traceId,
+        metadata: MessageMetadata(other: [Self.creditLimitKey: .int(Int64(limit))])))
+  }
+
+  /// The `metadata` member of a credit frame: "chunks with a seq below this may be sent".
+  static let creditLimitKey = "creditLimit"
+
+  /// KSP-3.4: a consumer holds back at least this many out-of-order chunks per stream.
+  public static let minimumReorderWindow = 1024
 
   private func receiveTerminal(_ m: KenshoMessage) {
     let found: Bool = state.withLock { s in
@@ -449,7 +492,7 @@ public final class MessageBus: TransportReceiver, Sendable {
         return .duplicate
       }
       guard let method, let handler = s.streamHandlers[method] else { return .notFound }
-      let offered = configuration.honoursFlowControl ? m.metadata?.credit : nil
+      let offered = configuration.honoursFlowControl ? m.metadata?.credit.flatMap { $0 > 0 ? $0 : nil } : nil
       let emitter = StreamEmitter(
         bus: self, streamId: streamId, consumer: m.sourceWorker, traceId: m.traceId, credit: offered)
       s.emitters[streamId] = emitter
@@ -481,7 +524,7 @@ public final class MessageBus: TransportReceiver, Sendable {
   }
 
   private func receiveCancel(_ m: KenshoMessage) {
-    let taken: (StreamEmitter, (@Sendable (JSONValue) -> Void)?)? = state.withLock { s in
+    let taken: (StreamEmitter, (@Sendable (JSONValue) -> Void)?, (@Sendable () -> Void)?)? = state.withLock { s in
       s.received += 1
       guard let streamId = m.streamId, let emitter = s.emitters[streamId], emitter.consumer == m.sourceWorker else {
         // KSP-7.3: only the stream's consumer may cancel it.
@@ -490,14 +533,20 @@ public final class MessageBus: TransportReceiver, Sendable {
       }
       s.emitters.removeValue(forKey: streamId)
       defer { s.releaseEmptyTables() }
-      return (emitter, s.cancelHandlers.removeValue(forKey: streamId))
+      return (
+        emitter, s.cancelHandlers.removeValue(forKey: streamId), s.creditHandlers.removeValue(forKey: streamId)
+      )
     }
-    guard let (emitter, handler) = taken, emitter.markCancelled() else { return }
-    if let handler {
+    guard let (emitter, handler, credit) = taken else { return }
+    let wasActive = emitter.markCancelled()
+    if wasActive, let handler {
       let reason = m.payload
       enqueue(.run { handler(reason) })
-      runJobs()
     }
+    // A producer waiting for credit resumes, and finds its emitter cancelled: nothing it holds
+    // for the stream stays behind (KSP-9.2).
+    if let credit { enqueue(.run(credit)) }
+    runJobs()
   }
 
   private func receiveRequest(_ m: KenshoMessage) {
@@ -562,7 +611,7 @@ public final class MessageBus: TransportReceiver, Sendable {
       var m = KenshoMessage(
         messageId: ids.next(), sourceWorker: name, targetWorker: emitter.consumer, type: .streamChunk, payload: data,
         streamId: emitter.streamId, seq: seq, sharing: emitter.shared)
-      m.metadata = MessageMetadata(seq: seq, credit: credit + 1)
+      m.metadata = MessageMetadata(seq: seq, credit: credit + 1)  // the window: W - 1 left after this one
       transmit(m)
       return
     }
@@ -573,11 +622,16 @@ public final class MessageBus: TransportReceiver, Sendable {
   }
 
   func finish(_ emitter: StreamEmitter, type: MessageType, payload: JSONValue, error: SerializedError?, count: Int) {
-    state.withLock { s in
-      if s.emitters[emitter.streamId] === emitter { s.emitters.removeValue(forKey: emitter.streamId) }
+    let waiting: (@Sendable () -> Void)? = state.withLock { s in
+      guard s.emitters[emitter.streamId] === emitter else { return nil }
+      s.emitters.removeValue(forKey: emitter.streamId)
       s.cancelHandlers.removeValue(forKey: emitter.streamId)
-      s.creditHandlers.removeValue(forKey: emitter.streamId)
-      s.releaseEmptyTables()
+      defer { s.releaseEmptyTables() }
+      return s.creditHandlers.removeValue(forKey: emitter.streamId)
+    }
+    if let waiting {
+      enqueue(.run(waiting))
+      runJobs()
     }
     transmit(
       KenshoMessage(
@@ -586,33 +640,17 @@ public final class MessageBus: TransportReceiver, Sendable {
         metadata: configuration.numberChunks ? MessageMetadata(seq: count) : nil))
   }
 
-  /// Hands granted credit to emitters, and resumes those that had none.
-  private func applyCreditGrants() {
-    let grants: [(StreamEmitter, Int)] = state.withLock { s in
-      guard !s.creditGrants.isEmpty else { return [] }
-      defer { s.creditGrants = [] }
-      return s.creditGrants
-    }
-    for (emitter, n) in grants where emitter.grant(n) {
-      if let handler = state.withLock({ $0.creditHandlers.removeValue(forKey: emitter.streamId) }) {
-        enqueue(.run(handler))
-      }
-    }
-    if !grants.isEmpty { runJobs() }
-  }
-
   func setCreditHandler(_ emitter: StreamEmitter, _ handler: @escaping @Sendable () -> Void) {
-    if (emitter.availableCredit ?? 1) > 0 || !emitter.isActive {
-      handler()
-      return
+    // Registered only while the emitter is in the table and waits: every way the stream ends
+    // takes it out of the table together with this handler, under the same lock.
+    let runNow: Bool = state.withLock { s in
+      guard s.emitters[emitter.streamId] === emitter, emitter.isActive, emitter.availableCredit == 0 else {
+        return true
+      }
+      s.creditHandlers[emitter.streamId] = handler
+      return false
     }
-    state.withLock { $0.creditHandlers[emitter.streamId] = handler }
-    // Credit may have come in between the check and the registration.
-    if (emitter.availableCredit ?? 0) > 0,
-      let again = state.withLock({ $0.creditHandlers.removeValue(forKey: emitter.streamId) })
-    {
-      again()
-    }
+    if runNow { handler() }
   }
 
   func setCancelHandler(_ emitter: StreamEmitter, _ handler: @escaping @Sendable (JSONValue) -> Void) {
@@ -723,7 +761,6 @@ extension MessageBus {
     var emitters: [String: StreamEmitter] = [:]
     var cancelHandlers: [String: @Sendable (JSONValue) -> Void] = [:]
     var creditHandlers: [String: @Sendable () -> Void] = [:]
-    var creditGrants: [(StreamEmitter, Int)] = []
     var calls: [String: PendingCall] = [:]
     var seenRequests: RecentSet<RequestKey>
     var streamHandlers: [String: StreamHandler] = [:]
@@ -789,6 +826,35 @@ extension MessageBus {
       return true
     }
 
+    /// Takes a chunk from the stream's producer (KSP-3.2, 3.4): queues it, or holds it back
+    /// until the chunks before it are in, or drops a repeat or one beyond the reorder bound.
+    /// Returns whether the caller claimed the job queue and must run the chunk itself.
+    mutating func accept(_ m: KenshoMessage, _ streamId: String, _ entry: ConsumerStream, bound: Int) -> Bool {
+      guard let seq = m.seq else {
+        entry.extras?.unnumbered += 1
+        return claim(.chunk(entry.onChunk, m.payload))
+      }
+      if seq == entry.nextSeq {
+        entry.nextSeq += 1
+        let claimed = claim(.chunk(entry.onChunk, m.payload))
+        if entry.extras != nil { releaseBuffered(streamId, entry) }
+        return claimed
+      }
+      if seq < entry.nextSeq {
+        dropped[DropReason.duplicate.rawValue] += 1
+        return false
+      }
+      let extras = entry.extrasCreatingIfNeeded()
+      if extras.buffered[seq] != nil {
+        dropped[DropReason.duplicate.rawValue] += 1
+      } else if extras.buffered.count >= bound {
+        dropped[DropReason.reorderOverflow.rawValue] += 1
+      } else {
+        extras.buffered[seq] = m.payload
+      }
+      return false
+    }
+
     /// Queues buffered chunks that are now in order, and a held end once all chunks are in.
     mutating func releaseBuffered(_ streamId: String, _ entry: ConsumerStream) {
       guard let extras = entry.extras else { return }
@@ -809,21 +875,31 @@ extension MessageBus {
 final class ConsumerStream: @unchecked Sendable {
   final class Extras {
     var traceId: String?
-    /// Flow control: the window offered, whether the producer acknowledged it, and chunks
-    /// received since the last grant.
+    /// Flow control (KSP-FC): the window offered, whether the producer acknowledged it, and
+    /// the cumulative limit granted so far ("chunks with a seq below it may be sent"; the
+    /// offer itself grants the window).
     var creditWindow: Int?
     var creditAcknowledged = false
-    var sinceGrant = 0
+    var grantedLimit = 0
+    /// Chunks received without `seq`, from a producer that does not number them.
+    var unnumbered = 0
 
-    /// Counts a chunk; returns the credit to grant now (half a window at a time), or 0.
-    func countForGrant(acknowledged: Bool, window: Int) -> Int {
+    /// After a chunk was taken: the new limit to grant, once the chunks taken in order have
+    /// moved half a window past the last grant; `nil` when no grant is due. The limit is the
+    /// chunks taken in order plus the window, so repeats and chunks held back out of order
+    /// grant nothing, and at most a window of chunks is ever in flight.
+    func grant(acknowledged: Bool, inOrder: Int, window: Int) -> Int? {
       if acknowledged { creditAcknowledged = true }
-      guard creditAcknowledged else { return 0 }
-      sinceGrant += 1
-      guard sinceGrant >= max(1, window / 2) else { return 0 }
-      defer { sinceGrant = 0 }
-      return sinceGrant
+      guard creditAcknowledged else { return nil }
+      if grantedLimit == 0 { grantedLimit = window }
+      let limit = inOrder + unnumbered + window
+      guard limit - grantedLimit >= max(1, window / 2) else { return nil }
+      grantedLimit = limit
+      return limit
     }
+
+    /// The grant to repeat when the stream has been idle (KSP-FC), if one is standing.
+    var standingGrant: Int? { creditAcknowledged && creditWindow != nil ? grantedLimit : nil }
     var buffered: [Int: JSONValue] = [:]
     var endCount: Int?
     var endSummary: JSONValue?

@@ -19,15 +19,16 @@ public final class StreamEmitter: Sendable {
 
   // seq << 2 | cancelled << 1 | closed: one atomic word, so that a chunk costs one add.
   private let word = Atomic<Int>(0)
-  /// Flow control: chunks the consumer still allows; -1 when the stream has no flow control.
-  private let credit: Atomic<Int>
+  /// Flow control: the consumer's cumulative grant, "chunks with a seq below this may be sent"
+  /// (starts at the window offered); -1 when the stream has no flow control.
+  private let limit: Atomic<Int>
   private static let closedBit = 1
   private static let cancelledBit = 2
   private static let flags = 3
 
   init(bus: MessageBus, streamId: String, consumer: String, traceId: String?, credit: Int? = nil) {
     self.bus = bus
-    self.credit = Atomic(credit ?? -1)
+    self.limit = Atomic(credit.map { max(0, $0) } ?? -1)
     self.streamId = streamId
     self.consumer = consumer
     self.shared = SharedFields(traceId: traceId)
@@ -44,7 +45,11 @@ public final class StreamEmitter: Sendable {
 
   /// Sends one chunk (KSP-3.1), numbered in `metadata.seq` (KSP-3.4).
   public func chunk(_ data: JSONValue) throws(EmitterError) {
-    if credit.load(ordering: .relaxed) >= 0 { try takeCredit() }
+    if limit.load(ordering: .relaxed) >= 0 {
+      let seq = try takeCredit()
+      bus.sendChunk(self, seq: seq, data: data)
+      return
+    }
     let old = word.wrappingAdd(4, ordering: .relaxed).oldValue
     if old & Self.flags != 0 { throw Self.refusal(old) }
     bus.sendChunk(self, seq: old >> 2, data: data)
@@ -71,34 +76,45 @@ public final class StreamEmitter: Sendable {
   }
 
   /// Whether the stream runs under flow control (the consumer offered credit).
-  public var isFlowControlled: Bool { credit.load(ordering: .relaxed) >= 0 }
+  public var isFlowControlled: Bool { limit.load(ordering: .relaxed) >= 0 }
 
   /// Chunks the consumer allows now (flow control); `nil` without flow control.
   public var availableCredit: Int? {
-    let c = credit.load(ordering: .relaxed)
-    return c >= 0 ? c : nil
+    let l = limit.load(ordering: .acquiring)
+    return l >= 0 ? max(0, l - chunksSent) : nil
   }
 
-  /// Runs `handler` once, when credit is next available (at once if it is now). Use it to
-  /// resume after ``EmitterError/noCredit``.
+  /// Runs `handler` once: when credit is next available (at once if it is now), or when the
+  /// emitter stops sending (the consumer cancelled or went away, the stream finished, the bus
+  /// was disposed), so that a producer waiting for credit always resumes, and then finds its
+  /// next call refused. Use it to resume after ``EmitterError/noCredit``.
   public func onCredit(_ handler: @escaping @Sendable () -> Void) {
     bus.setCreditHandler(self, handler)
   }
 
-  /// Adds credit granted by the consumer; returns whether the emitter had none before.
-  func grant(_ n: Int) -> Bool {
-    guard credit.load(ordering: .relaxed) >= 0 else { return false }
-    return credit.wrappingAdd(n, ordering: .acquiringAndReleasing).oldValue == 0
+  /// Applies the consumer's cumulative grant "chunks with a seq below `newLimit` may be sent"
+  /// (KSP-FC). Idempotent: a grant at or below the current limit (a duplicate, or one that
+  /// arrives after a later one) changes nothing. Returns whether the limit rose.
+  func grant(upTo newLimit: Int) -> Bool {
+    var current = limit.load(ordering: .relaxed)
+    while true {
+      guard current >= 0, newLimit > current else { return false }
+      let (done, seen) = limit.compareExchange(
+        expected: current, desired: newLimit, ordering: .acquiringAndReleasing)
+      if done { return true }
+      current = seen
+    }
   }
 
-  private func takeCredit() throws(EmitterError) {
-    var c = credit.load(ordering: .relaxed)
+  /// Claims the next seq if the consumer's grant allows it.
+  private func takeCredit() throws(EmitterError) -> Int {
+    var old = word.load(ordering: .relaxed)
     while true {
-      if word.load(ordering: .relaxed) & Self.flags != 0 { throw Self.refusal(word.load(ordering: .relaxed)) }
-      if c == 0 { throw .noCredit }
-      let (done, seen) = credit.compareExchange(expected: c, desired: c - 1, ordering: .acquiringAndReleasing)
-      if done { return }
-      c = seen
+      if old & Self.flags != 0 { throw Self.refusal(old) }
+      if old >> 2 >= limit.load(ordering: .acquiring) { throw .noCredit }
+      let (done, seen) = word.compareExchange(expected: old, desired: old + 4, ordering: .acquiringAndReleasing)
+      if done { return old >> 2 }
+      old = seen
     }
   }
 

@@ -84,6 +84,106 @@ struct ChunkRuleTests {
     #expect(f.consumer.stats.dropped[.duplicate] == 3)
   }
 
+  @Test("KSP-3.3: a stream_end held back while earlier chunks are missing refreshes the stream")
+  func ksp3_3_heldBackEndRefreshes() throws {
+    var config = BusConfiguration()
+    config.streamTimeout = .seconds(10)
+    config.sweepInterval = .seconds(1)
+    let f = try Fixture(configuration: config)
+    let emitters = f.registerHolding()
+    try f.open("hold")
+    let e = try #require(emitters.first)
+    try e.chunk(0)
+    let late = Mutex<KenshoMessage?>(nil)
+    f.wire.intercept { m in
+      guard m.type == .streamChunk else { return .deliver }
+      late.withLock { $0 = m }
+      return .drop
+    }
+    try e.chunk(1)  // held in the network
+    f.advance(.seconds(8))
+    try e.end("done")  // arrives at 8 s, held back: chunk 1 is missing
+    f.advance(.seconds(8))
+    #expect(f.recorder.errors.isEmpty, "16 s after the last chunk, but only 8 s after the held end")
+    f.network.route(try #require(late.withLock { $0 }), bypassingTap: true)
+    #expect(f.recorder.events == [.chunk(0), .chunk(1), .end("done")])
+  }
+
+  @Test(
+    "KSP-3.3: a dropped message (KSP-1.2, 1.3, 3.5) or one from another worker than the producer never refreshes the stream"
+  )
+  func ksp3_3_droppedAndForeignDoNotRefresh() throws {
+    var config = BusConfiguration()
+    config.streamTimeout = .seconds(10)
+    config.sweepInterval = .seconds(1)
+    let f = try Fixture(configuration: config)
+    let emitters = f.registerHolding()
+    let id = try f.open("hold")
+    try #require(emitters.first).chunk(0)
+    func chunk(_ messageId: String, from source: String = "producer", to target: String = "consumer", seq: Int = 1)
+      -> KenshoMessage
+    {
+      var m = KenshoMessage(
+        messageId: messageId, sourceWorker: source, targetWorker: target, type: .streamChunk, payload: "x",
+        streamId: id)
+      m.seq = seq
+      return m
+    }
+    let forged: [(KenshoMessage, String)] = [
+      (chunk("from-intruder", from: "intruder"), "consumer"),  // not the stream's producer
+      (chunk(String(repeating: "x", count: 300)), "consumer"),  // KSP-1.2: oversized messageId
+      (chunk("misaddressed", to: "someoneElse"), "consumer"),  // KSP-1.3
+      (
+        KenshoMessage(
+          messageId: "end-from-intruder", sourceWorker: "intruder", targetWorker: "consumer", type: .streamEnd,
+          payload: .null, streamId: id, metadata: MessageMetadata(seq: 5)), "consumer"
+      ),
+      (
+        KenshoMessage(
+          messageId: "error-from-intruder", sourceWorker: "intruder", targetWorker: "consumer", type: .streamError,
+          payload: .null, streamId: id, error: SerializedError(name: "E", message: "forged")), "consumer"
+      ),
+    ]
+    for step in 0..<5 {
+      f.advance(.seconds(2))
+      for (m, worker) in forged { f.network.route(m, to: worker) }
+      #expect(f.recorder.chunks == [0], "step \(step): nothing forged is delivered")
+    }
+    f.advance(.seconds(2))
+    #expect(f.recorder.errors.map(\.code) == [ErrorCode.streamTimeout], "idle since the chunk at 0 s")
+    let at = try #require(f.recorder.times.last)
+    #expect(at > 10_000_000_000 && at <= 11_000_000_000)
+    #expect(f.consumer.stats.dropped[.wrongSource, default: 0] >= 5)
+  }
+
+  @Test("KSP-3.4: a consumer holds back at least 1024 out-of-order chunks per stream, however it is configured")
+  func ksp3_4_reorderBoundAtLeast1024() throws {
+    for configured in [16, 1024] {
+      var config = BusConfiguration()
+      config.reorderWindow = configured
+      let f = try Fixture(configuration: config)
+      let emitters = f.registerHolding()
+      try f.open("hold")
+      let held = Mutex<[KenshoMessage]>([])
+      f.wire.intercept { m in
+        guard m.type == .streamChunk else { return .deliver }
+        held.withLock { $0.append(m) }
+        return .drop
+      }
+      let e = try #require(emitters.first)
+      for i in 0...1025 { try e.chunk(.int(Int64(i))) }
+      let messages = held.withLock { $0 }
+      // Chunks 1...1024 arrive before chunk 0: 1024 held back, all kept.
+      for m in messages[1...1024] { f.network.route(m, bypassingTap: true) }
+      #expect(f.consumer.stats.dropped[.reorderOverflow] == nil, "reorderWindow \(configured): 1024 are held")
+      // One more out of order is beyond the bound: dropped and counted.
+      f.network.route(messages[1025], bypassingTap: true)
+      #expect(f.consumer.stats.dropped[.reorderOverflow] == 1)
+      f.network.route(messages[0], bypassingTap: true)
+      #expect(f.recorder.chunks == (0...1024).map { .int(Int64($0)) })
+    }
+  }
+
   @Test("KSP-3.5: a chunk for a stream that is not active is dropped and counted")
   func ksp3_5_unknownStreamChunkDropped() throws {
     let f = try Fixture()
