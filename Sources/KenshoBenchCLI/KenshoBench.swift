@@ -12,11 +12,35 @@ import Synchronization
   import Glibc
 #endif
 
-/// Exit codes: 0 all passed, 1 a scenario failed, 2 bad input or usage.
+/// Exit codes: 0 all passed, 1 a scenario failed (or the run was interrupted), 2 bad input or
+/// usage, 3 a regression; 128 + the signal's number when a second signal ends the run at once.
 enum Exit {
   static let failed = ExitCode(1)
   static let badInput = ExitCode(2)
   static let regressed = ExitCode(3)
+}
+
+/// The ranges of the command line's numbers.
+enum OptionRanges {
+  /// `--deadline` and `--adapter-timeout`, in seconds: a millisecond to 10^6 s (11.6 days, the
+  /// longest scenario time).
+  static let seconds: ClosedRange<Double> = 0.001...1_000_000
+  /// `--max-regression`, a fraction.
+  static let regression: ClosedRange<Double> = 0...ScenarioLimits.maxRegression
+  /// `--seed`: the range of a scenario's `seed`.
+  static let seed: ClosedRange<UInt64> = 0...UInt64(Int64.max)
+
+  /// Throws a usage error unless `value` is a finite number in `range`.
+  static func check(_ option: String, _ value: Double, in range: ClosedRange<Double>, _ unit: String) throws {
+    guard value.isFinite, range.contains(value) else {
+      throw ValidationError(
+        "\(option) must be \(unit) from \(format(range.lowerBound)) to \(format(range.upperBound)), got \(value)")
+    }
+  }
+
+  static func format(_ d: Double) -> String {
+    d == d.rounded() && d.magnitude < 1e15 ? String(Int64(d)) : String(d)
+  }
 }
 
 @main
@@ -25,8 +49,9 @@ struct KenshoBench: ParsableCommand {
     commandName: "kensho-bench",
     abstract: "Runs Kensho streaming scenarios (KSP/1) and reports a verdict per scenario and per rule.",
     discussion: """
-      Exit codes: 0 every scenario passed, 1 a scenario failed, 2 bad input or usage,
-      3 a metric regressed against --baseline (the scenarios themselves passed).
+      Exit codes: 0 every scenario passed, 1 a scenario failed or the run was interrupted,
+      2 bad input or usage, 3 a metric regressed against --baseline (the scenarios themselves
+      passed), 128 + N when a second signal N ends the run at once (130 for SIGINT, 143 for SIGTERM).
       Reports go to --out (default Reports/): kensho-report.json, kensho-report.html,
       kensho-junit.xml, and hgrm/*.hgrm latency histograms.
       """,
@@ -36,37 +61,58 @@ struct KenshoBench: ParsableCommand {
 
   /// Parses, runs, and maps usage errors to exit code 2 (ArgumentParser's own is 64).
   static func main() {
+    // Output to a closed pipe (`kensho-bench | head`) must not end the run before its reports.
+    signal(SIGPIPE, SIG_IGN)
     do {
       var command = try parseAsRoot()
       try command.run()
     } catch {
       let code = exitCode(for: error)
       if code == .success {
-        print(fullMessage(for: error))
+        print(terminalSafe(fullMessage(for: error)))
         Foundation.exit(0)
       }
       if error is ExitCode {
         Foundation.exit(code.rawValue)
       }
       let message = fullMessage(for: error)
-      if !message.isEmpty { FileHandle.standardError.write(Data((message + "\n").utf8)) }
+      if !message.isEmpty { printError(terminalSafe(message)) }
       Foundation.exit(code == .validationFailure ? Exit.badInput.rawValue : code.rawValue)
     }
   }
+
+  /// A message of ArgumentParser's, which quotes the command line as it was typed: each
+  /// argument that holds control characters is escaped where it appears, then the rest, line
+  /// breaks of the message kept.
+  static func terminalSafe(_ message: String) -> String {
+    var text = message
+    for argument in CommandLine.arguments.dropFirst() {
+      let pieces = [argument] + (argument.split(separator: "=", maxSplits: 1).dropFirst().map(String.init))
+      for piece in pieces where !piece.isEmpty && SafeText.escape(piece) != piece {
+        text = text.replacingOccurrences(of: piece, with: SafeText.escape(piece))
+      }
+    }
+    return SafeText.escape(text, keepingNewlines: true)
+  }
 }
 
-/// An error as a person reads it.
+/// Writes one line to stderr.
+func printError(_ line: String) {
+  FileHandle.standardError.write(Data((line + "\n").utf8))
+}
+
+/// An error as a person reads it, safe to print.
 func describe(_ error: any Error) -> String {
   if let e = error as? DecodingError {
     switch e {
     case .dataCorrupted(let c), .keyNotFound(_, let c), .typeMismatch(_, let c), .valueNotFound(_, let c):
       let path = "$" + c.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
-      return "\(path): \(c.debugDescription)"
-    @unknown default: return "\(e)"
+      return SafeText.escape("\(path): \(c.debugDescription)")
+    @unknown default: return SafeText.escape("\(e)")
     }
   }
-  if let e = error as? ValidationError { return e.message }
-  return error.localizedDescription
+  if let e = error as? ValidationError { return SafeText.escape(e.message) }
+  return SafeText.escape(error.localizedDescription)
 }
 
 /// A kensho-report/1 JSON file, or exit 2 naming the file and the problem.
@@ -76,14 +122,18 @@ func loadReport(_ path: String) throws -> RunReport {
     decoder.dateDecodingStrategy = .iso8601
     decoder.nonConformingFloatDecodingStrategy = .convertFromString(
       positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-    let report = try decoder.decode(RunReport.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+    let data: Data
+    switch ScenarioLoader.readRegularFile(path, maxBytes: 1 << 30) {
+    case .success(let d): data = d
+    case .failure(let problem): throw ValidationError("\(problem.expected), found \(problem.found)")
+    }
+    let report = try decoder.decode(RunReport.self, from: data)
     guard report.format == RunReport.format else {
       throw ValidationError("format is \"\(report.format)\", expected \"\(RunReport.format)\"")
     }
     return report
   } catch {
-    FileHandle.standardError.write(
-      Data("error: \(path): expected a kensho-report/1 JSON report, \(describe(error))\n".utf8))
+    printError("error: \(SafeText.escape(path)): expected a kensho-report/1 JSON report, \(describe(error))")
     throw Exit.badInput
   }
 }
@@ -97,8 +147,9 @@ func relativePath(_ target: URL, from folder: URL) -> String {
   return (Array(repeating: "..", count: a.count - common) + b[common...]).joined(separator: "/")
 }
 
-/// Loads every scenario under the paths, or prints every problem and exits 2.
-func loadScenarios(_ paths: [String], filter: String?) throws -> [Scenario] {
+/// Loads every scenario under the paths, or prints every problem and exits 2. With
+/// `checkMemory`, a scenario this machine cannot hold (``Scenario/footprint``) is a problem too.
+func loadScenarios(_ paths: [String], filter: String?, checkMemory: Bool = true) throws -> [Scenario] {
   var problems: [ScenarioProblem] = []
   var scenarios: [Scenario] = []
   do {
@@ -112,12 +163,19 @@ func loadScenarios(_ paths: [String], filter: String?) throws -> [Scenario] {
   } catch {
     problems.append(contentsOf: error.problems)
   }
-  if !problems.isEmpty {
-    for p in problems { FileHandle.standardError.write(Data("error: \(p)\n".utf8)) }
-    throw Exit.badInput
-  }
   if let filter {
     scenarios = scenarios.filter { $0.name.contains(filter) || ($0.file ?? "").contains(filter) }
+  }
+  if checkMemory {
+    let budget = ScenarioLoader.machineMemoryBudget
+    problems += scenarios.compactMap {
+      ScenarioLoader.memoryProblem($0, budget: budget.bytes, machine: budget.description)
+    }
+  }
+  if !problems.isEmpty {
+    // Each problem is one line, whatever the file held (ScenarioProblem escapes it).
+    for p in problems { printError("error: \(p)") }
+    throw Exit.badInput
   }
   return scenarios
 }
@@ -131,7 +189,9 @@ struct ScenarioSelection: ParsableArguments {
   var filter: String?
 
   /// The selected scenarios, or exit 2 with every problem.
-  func load() throws -> [Scenario] { try loadScenarios(paths, filter: filter) }
+  func load(checkMemory: Bool = true) throws -> [Scenario] {
+    try loadScenarios(paths, filter: filter, checkMemory: checkMemory)
+  }
 }
 
 extension KenshoBench {
@@ -175,13 +235,19 @@ extension KenshoBench {
     }
 
     func validate() throws {
-      guard deadline > 0 else { throw ValidationError("--deadline must be positive, got \(deadline)") }
+      try OptionRanges.check("--deadline", deadline, in: OptionRanges.seconds, "a number of seconds")
+      try OptionRanges.check("--adapter-timeout", adapterTimeout, in: OptionRanges.seconds, "a number of seconds")
+      try OptionRanges.check("--max-regression", maxRegression, in: OptionRanges.regression, "a fraction")
+      if let seed, !OptionRanges.seed.contains(seed) {
+        throw ValidationError(
+          "--seed must be an integer from 0 to \(OptionRanges.seed.upperBound) (as a scenario's seed), got \(seed)")
+      }
       let names = format.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
       for name in names where ReportFormat(rawValue: name) == nil {
         throw ValidationError("--format: unknown format '\(name)'; expected json, html or junit")
       }
       guard !names.isEmpty else { throw ValidationError("--format needs at least one of json, html, junit") }
-      guard maxRegression >= 0 else { throw ValidationError("--max-regression must be ≥ 0, got \(maxRegression)") }
+      guard !out.isEmpty else { throw ValidationError("--out must name a folder") }
     }
 
     /// The baseline report, or exit 2 naming the file and what is wrong with it.
@@ -192,83 +258,129 @@ extension KenshoBench {
     func run() throws {
       let scenarios = try selection.load()
       guard !scenarios.isEmpty else {
-        FileHandle.standardError.write(
-          Data("error: no scenario matches \(selection.paths.joined(separator: " "))\n".utf8))
+        printError("error: no scenario matches \(SafeText.escape(selection.paths.joined(separator: " ")))")
         throw Exit.badInput
       }
       let baselineReport = try loadBaseline()
-      let interrupted = Interruption()
-      let flag = interrupted.flag
-      var options = RunOptions(measure: !noMeasure, profileDirectory: out, cancelled: { flag.value })
+      let started = Date()
+      let folder = URL(fileURLWithPath: out)
+      let formats = self.formats
+      // Described once the signal handlers are in place (describing starts the implementation).
+      let implementation = Mutex(impl ?? "reference (in process)")
+      let (seed, maxRegression) = (self.seed, self.maxRegression)
+      let limits = Dictionary(scenarios.map { ($0.name, $0.regressionLimits) }, uniquingKeysWith: { a, _ in a })
+      let makeReport: @Sendable ([ScenarioResult], Bool, String?) -> RunReport = { results, complete, signal in
+        var report = RunReport(
+          results: results,
+          metadata: RunReport.Metadata(
+            implementation: implementation.withLock { $0 }, seed: seed, startedAt: started, finishedAt: Date(),
+            arguments: CommandLine.arguments, jemalloc: Jemalloc.version),
+          complete: complete)
+        report.interruptedBy = signal
+        if let baselineReport {
+          report.regressions = BaselineComparison.regressions(
+            current: results, baseline: baselineReport, defaultLimit: maxRegression, limits: limits)
+        }
+        return report
+      }
+      let recorder = RunRecorder()
+      let interruption = Interruption.install { signal in
+        printError(
+          "kensho-bench: \(signal.name): stopping; the reports will be marked incomplete "
+            + "(\(signal.name) again exits at once)")
+        // The harness polls the flag; should it not return in time (an operation that blocks),
+        // the reports are written from what has finished, and the process exits.
+        DispatchQueue.global().asyncAfter(deadline: .now() + Interruption.grace) {
+          let wrote = recorder.writeOnce { results, current in
+            var all = results
+            if let current { all.append(Interruption.unfinished(current, seed: seed, signal: signal)) }
+            _ = try? ReportWriter.write(makeReport(all, false, signal.name), formats: formats, to: folder)
+          }
+          guard wrote else { return }  // the run stopped in time and wrote them itself
+          printError(
+            "kensho-bench: the run did not stop within \(Interruption.graceText) of \(signal.name); "
+              + "reports written to \(SafeText.escape(folder.path)), marked incomplete")
+          fflush(nil)
+          _exit(Exit.failed.rawValue)
+        }
+      }
+      if let impl {
+        let described = "\(ScenarioRunner.describeAdapter(impl)) (\(impl))"
+        implementation.withLock { $0 = described }
+      }
+      var options = RunOptions(measure: !noMeasure, profileDirectory: out, cancelled: interruption.cancelled)
       options.leakingReference = leakingReferenceForTesting
       options.adapterCommand = impl
-      options.adapterDeadline = .milliseconds(Int64(adapterTimeout * 1000))
-      let logURL = URL(fileURLWithPath: out).appendingPathComponent("adapter-stderr.log")
+      options.adapterDeadline = Nanos.duration(seconds: adapterTimeout)
+      let logURL = folder.appendingPathComponent("adapter-stderr.log")
       if impl != nil {
         try? FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
         let log = try? FileHandle(forWritingTo: logURL)
         options.adapterLog = { text in log?.write(Data(text.utf8)) }
       }
-      let runner = ScenarioRunner(
-        seed: seed, wallDeadline: .milliseconds(Int64(deadline * 1000)), options: options)
-      let started = Date()
+      let runner = ScenarioRunner(seed: seed, wallDeadline: Nanos.duration(seconds: deadline), options: options)
       let interactive = isatty(STDOUT_FILENO) != 0
-      var results: [ScenarioResult] = []
       for (i, scenario) in scenarios.enumerated() {
-        if interrupted.happened { break }
+        if interruption.happened { break }
         if interactive {
-          print("[\(i + 1)/\(scenarios.count)] \(scenario.name) …", terminator: "\r")
+          print("[\(i + 1)/\(scenarios.count)] \(SafeText.escape(scenario.name)) …", terminator: "\r")
           fflush(nil)
         }
+        recorder.begin(scenario)
         let result = runner.run(scenario)
-        results.append(result)
+        recorder.finish(result)
         print(line(result) + (interactive ? "\u{1B}[K" : ""))
         fflush(nil)
       }
-      let complete = results.count == scenarios.count && !interrupted.happened
-      var report = RunReport(
-        results: results,
-        metadata: RunReport.Metadata(
-          implementation: impl.map { "\(ScenarioRunner.describeAdapter($0)) (\($0))" } ?? "reference (in process)",
-          seed: seed, startedAt: started, finishedAt: Date(),
-          arguments: CommandLine.arguments, jemalloc: Jemalloc.version),
-        complete: complete)
-      if let baselineReport {
-        let limits = Dictionary(scenarios.map { ($0.name, $0.regressionLimits) }, uniquingKeysWith: { a, _ in a })
-        report.regressions = BaselineComparison.regressions(
-          current: results, baseline: baselineReport, defaultLimit: maxRegression, limits: limits)
+      var written: (report: RunReport, error: (any Error)?)?
+      let wrote = recorder.writeOnce { results, _ in
+        let complete = results.count == scenarios.count && !interruption.happened
+        let report = makeReport(results, complete, interruption.signal?.name)
+        do {
+          try ReportWriter.write(report, formats: formats, to: folder)
+          written = (report, nil)
+        } catch {
+          written = (report, error)
+        }
       }
-      let folder = URL(fileURLWithPath: out)
-      do {
-        try ReportWriter.write(report, formats: formats, to: folder)
-      } catch {
-        FileHandle.standardError.write(
-          Data("error: cannot write the reports to \(folder.path): \(describe(error))\n".utf8))
+      guard wrote, let (report, error) = written else {
+        // The watchdog is writing the reports and ends the process.
+        while true { Thread.sleep(forTimeInterval: 1) }
+      }
+      if let error {
+        printError("error: cannot write the reports to \(SafeText.escape(folder.path)): \(describe(error))")
         throw Exit.badInput
       }
       let s = report.summary
+      let stopped = report.interruptedBy.map { " (interrupted by \($0))" } ?? (report.complete ? "" : " (interrupted)")
       print(
         "\(s.scenarios) scenarios: \(s.passed) passed, \(s.failed) failed, \(s.errors) errors, "
-          + "\(s.nonStrict) non-strict, \(s.unsupported) unsupported, \(s.untested) untested\(complete ? "" : " (interrupted)") — reports in \(folder.path)"
-      )
+          + "\(s.nonStrict) non-strict, \(s.unsupported) unsupported, \(s.untested) untested\(stopped) — reports in "
+          + SafeText.escape(folder.path))
       for r in report.regressions ?? [] {
-        print("REGRESSION \(r.scenario) \(r.metric): baseline \(r.baseline), now \(r.current) (allowed \(r.allowed))")
+        print(
+          SafeText.escape(
+            "REGRESSION \(r.scenario) \(r.metric): baseline \(r.baseline), now \(r.current) (allowed \(r.allowed))"))
       }
-      if !complete || !s.verdict.isSuccess { throw Exit.failed }
+      if !report.complete || !s.verdict.isSuccess { throw Exit.failed }
       if !(report.regressions ?? []).isEmpty { throw Exit.regressed }
     }
 
+    /// A scenario's result for the terminal: every text from the scenario or the
+    /// implementation escaped, one line each.
     func line(_ r: ScenarioResult) -> String {
       let tag = r.verdict.label.padding(toLength: 11, withPad: " ", startingAt: 0)
+      let e = { (text: String) in SafeText.escape(text) }
       let passed = r.checks.filter { $0.verdict == .pass }.count
       var text =
-        "\(tag) \(r.name)  \(passed)/\(r.checks.count) checks  \(String(format: "%.2f", r.metrics.wallSeconds)) s"
-      if let profile = r.heapProfile { text += "\n      heap profile: \(profile)" }
-      for finding in r.findings { text += "\n      finding: \(finding)" }
+        "\(tag) \(e(r.name))  \(passed)/\(r.checks.count) checks  \(String(format: "%.2f", r.metrics.wallSeconds)) s"
+      if let profile = r.heapProfile { text += "\n      heap profile: \(e(profile))" }
+      for finding in r.findings { text += "\n      finding: \(e(finding.text))" }
       for c in r.checks where c.verdict != .pass {
-        text += "\n      \(c.verdict.label) \(c.rule) \(c.name): expected \(c.expected); observed \(c.observed)"
-        if let d = c.detail { text += "\n        \(d)" }
+        text +=
+          "\n      \(c.verdict.label) \(e(c.rule)) \(e(c.name)): expected \(e(c.expected)); observed \(e(c.observed))"
+        if let d = c.detail { text += "\n        \(e(d))" }
       }
       return text
     }
@@ -280,9 +392,9 @@ extension KenshoBench {
     @OptionGroup var selection: ScenarioSelection
 
     func run() throws {
-      for s in try selection.load() {
-        print("\(s.name)  [\(s.rules.joined(separator: " "))]  \(s.file ?? "")")
-        if !s.description.isEmpty { print("    \(s.description)") }
+      for s in try selection.load(checkMemory: false) {
+        print(SafeText.escape("\(s.name)  [\(s.rules.joined(separator: " "))]  \(s.file ?? "")"))
+        if !s.description.isEmpty { print("    \(SafeText.escape(s.description))") }
       }
     }
   }
@@ -296,6 +408,10 @@ extension KenshoBench {
 
     func run() throws {
       let scenarios = try loadScenarios(paths, filter: nil)
+      guard !scenarios.isEmpty else {
+        printError("error: no scenario file in \(SafeText.escape(paths.joined(separator: " ")))")
+        throw Exit.badInput
+      }
       print("\(scenarios.count) scenario files valid")
     }
   }
@@ -325,10 +441,11 @@ extension KenshoBench {
       for c in columns {
         let grades = Dictionary(grouping: c.report.rules, by: \.grade).mapValues(\.count)
         print(
-          "\(c.implementation): "
-            + grades.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))
+          SafeText.escape(
+            "\(c.implementation): "
+              + grades.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")))
       }
-      print("matrix in \(folder.appendingPathComponent("kensho-matrix.html").path)")
+      print("matrix in \(SafeText.escape(folder.appendingPathComponent("kensho-matrix.html").path))")
     }
   }
 
@@ -350,18 +467,18 @@ extension KenshoBench {
       let scenarios = try selection.load()
       let defects = DefectCatalogue.parse(listing: try listDefects(impl))
       guard !defects.isEmpty else {
-        FileHandle.standardError.write(Data("error: \(impl) --list-defects listed no defect\n".utf8))
+        printError("error: \(SafeText.escape(impl)) --list-defects listed no defect")
         throw Exit.badInput
       }
-      let interruption = Interruption()
-      let stop = interruption.flag
+      let interruption = Interruption.install { _ in }
+      let stop = interruption.cancelled
       func runAll(_ command: String, _ label: String) -> [ScenarioResult]? {
-        var options = RunOptions(cancelled: { stop.value })
+        var options = RunOptions(cancelled: stop)
         options.adapterCommand = command
         let runner = ScenarioRunner(options: options)
         var results: [ScenarioResult] = []
         for (i, scenario) in scenarios.enumerated() {
-          if interruption.happened { return nil }
+          if stop() { return nil }
           print("  \(label): scenario \(i + 1) of \(scenarios.count), \(scenario.name)")
           results.append(runner.run(scenario))
         }
@@ -405,7 +522,7 @@ extension KenshoBench {
       do {
         try process.run()
       } catch {
-        FileHandle.standardError.write(Data("error: cannot start \(command): \(error.localizedDescription)\n".utf8))
+        printError("error: cannot start \(SafeText.escape(command)): \(describe(error))")
         throw Exit.badInput
       }
       let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
@@ -419,7 +536,7 @@ extension KenshoBench {
 
     func run() throws {
       guard let text = ScenarioSchema.text else {
-        FileHandle.standardError.write(Data("error: the schema resource is missing from this build\n".utf8))
+        printError("error: the schema resource is missing from this build")
         throw Exit.failed
       }
       print(text)
@@ -427,25 +544,156 @@ extension KenshoBench {
   }
 }
 
-/// Notes Ctrl-C, so that the run stops after the current scenario and still writes a report,
-/// marked incomplete.
-final class Interruption {
-  private let source: any DispatchSourceSignal
-  let flag = StopFlag()
+/// Stops a run on SIGINT, SIGTERM or SIGHUP: the first sets the flag the harness polls (so the
+/// run stops and writes its reports, marked incomplete) and kills every child process; a
+/// second exits at once with 128 + the signal's number.
+final class Interruption: Sendable {
+  struct Signal: Sendable {
+    var number: Int32
+    var name: String
+  }
 
-  init() {
-    signal(SIGINT, SIG_IGN)
-    source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-    let flag = self.flag
-    source.setEventHandler { flag.set() }
-    source.resume()
+  /// How long the run may take to stop before the reports are written without it.
+  static let grace: DispatchTimeInterval = .milliseconds(1_500)
+  static let graceText = "1.5 s"
+  static let handled: [Signal] = [
+    Signal(number: SIGINT, name: "SIGINT"), Signal(number: SIGTERM, name: "SIGTERM"),
+    Signal(number: SIGHUP, name: "SIGHUP"),
+  ]
+
+  private let flag = StopFlag()
+  private let first = Mutex<Signal?>(nil)
+  private let count = Atomic<Int>(0)
+  private let onFirst: @Sendable (Signal) -> Void
+  /// Set once in `init`, then only kept alive.
+  nonisolated(unsafe) private let sources: [any DispatchSourceSignal]
+
+  private init(onFirst: @escaping @Sendable (Signal) -> Void) {
+    self.onFirst = onFirst
+    sources = Self.handled.map { DispatchSource.makeSignalSource(signal: $0.number, queue: .global()) }
+  }
+
+  /// Installs the handlers; `onFirst` runs (on a Dispatch queue) after the first signal.
+  static func install(onFirst: @escaping @Sendable (Signal) -> Void) -> Interruption {
+    // The default actions would end the process before the handlers run.
+    for signal in handled { ignore(signal.number) }
+    let interruption = Interruption(onFirst: onFirst)
+    for (signal, source) in zip(handled, interruption.sources) {
+      source.setEventHandler { [interruption] in interruption.received(signal) }
+      source.resume()
+    }
+    return interruption
+  }
+
+  private func received(_ signal: Signal) {
+    let n = count.wrappingAdd(1, ordering: .sequentiallyConsistent).newValue
+    ChildProcesses.killAll()
+    guard n == 1 else {
+      fflush(nil)
+      _exit(128 + signal.number)
+    }
+    first.withLock { $0 = signal }
+    flag.set()
+    onFirst(signal)
   }
 
   var happened: Bool { flag.value }
+  var signal: Signal? { first.withLock { $0 } }
+  /// The harness's cancellation poll.
+  var cancelled: @Sendable () -> Bool {
+    let flag = self.flag
+    return { flag.value }
+  }
+
+  /// The result of the scenario that was running when the run had to stop without it.
+  static func unfinished(_ scenario: Scenario, seed: UInt64?, signal: Signal) -> ScenarioResult {
+    let why = "interrupted by \(signal.name); the run did not stop within \(graceText)"
+    return ScenarioResult(
+      name: scenario.name, file: scenario.file, description: scenario.description, seed: seed ?? scenario.seed,
+      timeMode: scenario.time.mode.rawValue, verdict: .error,
+      checks: [
+        CheckResult(
+          name: "completion", rule: "HARNESS", level: .harness, verdict: .error,
+          expected: "the run to stop within \(graceText) of \(signal.name)", observed: why)
+      ], metrics: Metrics(), samples: [], error: why)
+  }
+}
+
+/// Sets `number`'s disposition to SIG_IGN.
+private func ignore(_ number: Int32) {
+  signal(number, SIG_IGN)
 }
 
 final class StopFlag: Sendable {
   private let state = Atomic<Bool>(false)
   func set() { state.store(true, ordering: .relaxed) }
   var value: Bool { state.load(ordering: .relaxed) }
+}
+
+/// The results of a run so far, and the one place its reports are written from: the run at its
+/// end, or the watchdog of an interrupted run that did not stop in time, whichever comes first.
+final class RunRecorder: Sendable {
+  private struct State {
+    var results: [ScenarioResult] = []
+    var current: Scenario?
+    var written = false
+  }
+
+  private let state = Mutex(State())
+
+  func begin(_ scenario: Scenario) { state.withLock { $0.current = scenario } }
+
+  func finish(_ result: ScenarioResult) {
+    state.withLock { s in
+      s.results.append(result)
+      s.current = nil
+    }
+  }
+
+  /// Runs `write` with the results and the unfinished scenario, unless the reports were already
+  /// written; returns whether it ran. The other caller waits until it is done.
+  func writeOnce(_ write: ([ScenarioResult], Scenario?) -> Void) -> Bool {
+    state.withLock { s in
+      guard !s.written else { return false }
+      s.written = true
+      write(s.results, s.current)
+      return true
+    }
+  }
+}
+
+/// The processes this one started, and theirs.
+enum ChildProcesses {
+  /// Kills (SIGKILL) every descendant of this process, and the process group of each that leads
+  /// its own, so that no implementation outlives an interrupted run.
+  static func killAll() {
+    // The groups the harness started, first; the scan below is a backstop for anything else.
+    AdapterProcess.killAll()
+    #if os(Linux)
+      let me = getpid()
+      let myGroup = getpgrp()
+      var parent: [pid_t: pid_t] = [:]
+      var group: [pid_t: pid_t] = [:]
+      for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+        guard let pid = pid_t(entry),
+          let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+          let close = stat.lastIndex(of: ")")
+        else { continue }
+        // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 2, let ppid = pid_t(fields[1]), let pgrp = pid_t(fields[2]) else { continue }
+        parent[pid] = ppid
+        group[pid] = pgrp
+      }
+      var descendants: Set<pid_t> = []
+      var frontier = [me]
+      while let next = frontier.popLast() {
+        for (pid, ppid) in parent where ppid == next && descendants.insert(pid).inserted { frontier.append(pid) }
+      }
+      for pid in descendants {
+        if let pgrp = group[pid], pgrp == pid, pgrp != myGroup { killpg(pgrp, SIGKILL) }
+        kill(pid, SIGKILL)
+      }
+    #endif
+  }
 }

@@ -131,7 +131,8 @@ final class HistoryRecorder: Sendable {
     let problem = m.validate(.sent)
     let payload = m.payload.ijsonFingerprint
     let messageId = m.messageId.ijsonFingerprintOfString
-    let credit = m.type == .streamChunk && m.seq == nil && m.metadata?.credit != nil
+    // A credit frame (KSP-FC, docs/FLOW-CONTROL.md) is known by `metadata.creditLimit`.
+    let credit = m.type == .streamChunk && m.metadata?.other["creditLimit"] != nil
     return state.withLock { s in
       let from = worker(&s, m.sourceWorker)
       let to = m.targetWorker == KenshoMessage.broadcastTarget ? WireRecord.broadcast : worker(&s, m.targetWorker)

@@ -41,10 +41,10 @@ public enum BaselineComparison {
         let allowed: String
         if higherIsBetter {
           worse = now < then * (1 - limit)
-          allowed = "≥ \(Int((1 - limit) * 100)) % of baseline"
+          allowed = "≥ \(percent(1 - limit)) % of baseline"
         } else {
           worse = now > then * (1 + limit) + (isMemory ? memorySlack : 0)
-          allowed = "≤ +\(Int(limit * 100)) %" + (isMemory ? " + 64 KiB" : "")
+          allowed = "≤ +\(percent(limit)) %" + (isMemory ? " + 64 KiB" : "")
         }
         if worse {
           found.append(
@@ -53,6 +53,13 @@ public enum BaselineComparison {
       }
     }
     return found
+  }
+
+  /// `fraction` in whole percent, rounded toward zero; never traps (limits are bounded where
+  /// they enter, but this is not the place to rely on it).
+  static func percent(_ fraction: Double) -> String {
+    let p = (fraction * 100).rounded(.towardZero)
+    return p.isFinite && p.magnitude < 1e15 ? String(Int64(p)) : String(p)
   }
 
   static func value(_ metric: Metric, _ m: Metrics) -> Double? {

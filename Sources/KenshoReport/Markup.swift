@@ -62,8 +62,11 @@ public indirect enum Markup: Sendable {
       case "\"": out += "&quot;"
       case "'": out += "&#39;"
       default:
-        // Control characters other than tab and newlines have no place in a page.
-        if ch.value < 0x20 && ch != "\n" && ch != "\t" && ch != "\r" {
+        // Control characters other than tab and newlines, and noncharacters, have no place in a
+        // page (and the same text goes to XML, which forbids most of them).
+        if !JUnitReport.isXMLChar(ch) || (0x7F...0x9F).contains(ch.value) || (0xFDD0...0xFDEF).contains(ch.value)
+          || ch.value & 0xFFFE == 0xFFFE
+        {
           out += "\u{FFFD}"
         } else {
           out.unicodeScalars.append(ch)

@@ -31,7 +31,15 @@ public enum ReportWriter {
     return written
   }
 
+  /// A scenario name as part of a file name: letters, digits, `-` and `_`, at most 100 bytes of
+  /// UTF-8 (with the histogram's name the whole stays under the usual 255).
   static func fileName(_ name: String) -> String {
-    String(name.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" })
+    var out = ""
+    for c in name {
+      let kept: Character = c.isLetter || c.isNumber || c == "-" || c == "_" ? c : "_"
+      if out.utf8.count + kept.utf8.count > 100 { break }
+      out.append(kept)
+    }
+    return out.isEmpty ? "_" : out
   }
 }

@@ -70,6 +70,8 @@ public struct RunReport: Sendable, Codable {
   public var format = RunReport.format
   /// False when the run was interrupted: the report covers only the scenarios listed.
   public var complete: Bool
+  /// The signal that stopped the run (`SIGINT`, `SIGTERM`, `SIGHUP`), when one did.
+  public var interruptedBy: String?
   public var run: Metadata
   public var summary: Summary
   public var rules: [RuleGrade]

@@ -14,11 +14,15 @@ public struct ChunkGenerator: Sendable {
     var rng = SplitMix64(seed: seed)
     switch content {
     case .text(let size):
+      // Sizes come from the loader (0 to 64 MiB); a negative one made in code is empty.
+      let size = max(0, size)
       let alphabet = Array("abcdefghijklmnopqrstuvwxyz ".utf8)
       text = String(decoding: (0..<size).map { _ in alphabet[Int(rng.next() % UInt64(alphabet.count))] }, as: UTF8.self)
       block = []
       blockBase64Tail = ""
     case .binary(let size):
+      // At least the 6 bytes of the index, whatever was asked for in code.
+      let size = max(6, size)
       var bytes = [UInt8](repeating: 0, count: size)
       for i in 0..<size { bytes[i] = UInt8(truncatingIfNeeded: rng.next()) }
       block = bytes

@@ -154,7 +154,10 @@ struct CommandLineReportTests {
     let json = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
     #expect(json["complete"] as? Bool == false)
     let scenarios = try #require(json["scenarios"] as? [[String: Any]])
-    #expect(scenarios.first?["error"] as? String == "interrupted with 8 streams open")
+    // The harness's own "interrupted with 8 streams open", or, when it does not stop within
+    // 1.5 s, the command line's note that it wrote the reports without it.
+    #expect((scenarios.first?["error"] as? String)?.hasPrefix("interrupted") == true, "\(scenarios)")
+    #expect(json["interruptedBy"] as? String == "SIGINT")
   }
 }
 

@@ -64,6 +64,46 @@ struct ReportTests {
     #expect(xml.contains("KSP-5.2 outcome: expected onError code &quot;X&quot;"))
   }
 
+  @Test("JUnit stays well-formed XML 1.0 whatever an implementation sent: U+FFFE, U+FFFF, C0 controls")
+  func junitCharacters() throws {
+    let hostile = "a\u{FFFE}b\u{FFFF}c\u{0}d\u{1B}[31me\u{8}f\u{B}\u{C}g\u{1F}h"
+    let kept = "tab\there\nline\u{D7FF}\u{E000}\u{FFFD}\u{10000}\u{10FFFF}\u{85}é"
+    let check = CheckResult(
+      name: "outcome\u{FFFF}", rule: "KSP-5.2", level: .must, verdict: .fail, expected: hostile, observed: kept,
+      detail: hostile)
+    let skipped = CheckResult(
+      name: "x", rule: "KSP-1.1", level: .must, verdict: .unsupported, expected: hostile, observed: hostile)
+    let warn = CheckResult(
+      name: "y", rule: "KSP-3.4", level: .should, verdict: .nonStrict, expected: hostile, observed: hostile)
+    var r = result(name: "s\u{FFFE}\u{1}", verdict: .fail, checks: [check, skipped, warn])
+    r.file = "f\u{FFFF}.json"
+    let xml = JUnitReport.render(report([r]))
+    let doc = try XMLDocumentParser(xml)
+    #expect(doc.count("testcase") == 3)
+    for forbidden: Unicode.Scalar in ["\u{FFFE}", "\u{FFFF}", "\u{0}", "\u{1B}", "\u{8}", "\u{B}", "\u{C}", "\u{1F}"] {
+      #expect(!xml.unicodeScalars.contains(forbidden), "U+\(String(forbidden.value, radix: 16))")
+    }
+    #expect(xml.unicodeScalars.allSatisfy(JUnitReport.isXMLChar))
+    #expect(xml.contains("\u{D7FF}\u{E000}\u{FFFD}\u{10000}\u{10FFFF}"), "allowed characters are kept")
+    #expect(JUnitReport.sanitized("a\u{FFFE}b") == "a\u{FFFD}b")
+    #expect(!HTMLReport.render(report([r])).unicodeScalars.contains("\u{FFFF}"))
+  }
+
+  @Test("an interrupted run is an error in the JUnit XML, with the signal")
+  func junitIncomplete() throws {
+    var r = report([result(name: "a", verdict: .pass, checks: [])], complete: false)
+    r.interruptedBy = "SIGTERM"
+    let xml = JUnitReport.render(r)
+    let doc = try XMLDocumentParser(xml)
+    #expect(doc.count("error") == 1)
+    #expect(xml.contains("the run was interrupted by SIGTERM; this report covers only the 1 scenarios listed"))
+    #expect(xml.contains("<testsuites") && xml.contains("errors=\"1\""))
+    let json = try JSONSerialization.jsonObject(with: try r.json()) as? [String: Any]
+    #expect(json?["interruptedBy"] as? String == "SIGTERM")
+    let complete = JUnitReport.render(report([result(name: "a", verdict: .pass, checks: [])]))
+    #expect(try XMLDocumentParser(complete).count("error") == 0)
+  }
+
   @Test("a baseline comparison finds a throughput drop beyond the allowed fraction, and nothing within it")
   func baselineRegression() {
     var fast = result(name: "s", verdict: .pass, checks: [])
