@@ -667,8 +667,9 @@ enum ChildProcesses {
   /// Kills (SIGKILL) every descendant of this process, and the process group of each that leads
   /// its own, so that no implementation outlives an interrupted run.
   static func killAll() {
-    // The groups the harness started, first; the scan below is a backstop for anything else.
-    AdapterProcess.killAll()
+    // Every descendant, found in /proc: this also covers the adapter process groups the harness
+    // started (`AdapterProcess.killAll()` is not called here: it takes locks that a stopped run
+    // may hold, and a signal handler must not wait on them).
     #if os(Linux)
       let me = getpid()
       let myGroup = getpgrp()

@@ -441,8 +441,21 @@ final class RemoteEmitter: EmitterUnderTest, Sendable {
   func error(_ error: SerializedError) throws(EmitterError) { try emit("error", ["error": KenshoCodec.json(error)]) }
 
   func onCredit(_ handler: @escaping @Sendable () -> Void) {
-    creditHandler.withLock { $0 = handler }
+    // Credit that came while the refused operation was still being handled is not lost.
+    let now = creditHandler.withLock { h -> Bool in
+      if pendingCredit.withLock({ p in
+        defer { p = false }
+        return p
+      }) {
+        return true
+      }
+      h = handler
+      return false
+    }
+    if now { handler() }
   }
+
+  private let pendingCredit = Mutex(false)
 
   var prefersBatches: Bool { true }
 
@@ -465,9 +478,11 @@ final class RemoteEmitter: EmitterUnderTest, Sendable {
   }
 
   func creditArrived() {
-    creditHandler.withLock { h in
+    let handler = creditHandler.withLock { h in
       defer { h = nil }
+      if h == nil { pendingCredit.withLock { $0 = true } }
       return h
-    }?()
+    }
+    handler?()
   }
 }

@@ -22,7 +22,7 @@ let hasNode = ["/usr/bin/node", "/usr/local/bin/node"].contains { FileManager.de
 func lightScenarios() throws -> [Scenario] {
   let heavy: Set = [
     "large-file-chunking", "ordering-large-count", "soak-long-streams", "soak-many-streams",
-    "fanout-one-producer-1000-consumers",
+    "fanout-one-producer-1000-consumers", "flow-control-cancel-awaiting-credit", "flow-control-self-stream",
   ]
   let folder = packageRoot.appendingPathComponent("Scenarios").path
   return try ScenarioLoader.files(in: [folder]).map { try ScenarioLoader.load(file: $0) }.filter {
