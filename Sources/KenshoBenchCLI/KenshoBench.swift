@@ -290,15 +290,21 @@ extension KenshoBench {
         // The harness polls the flag; should it not return in time (an operation that blocks),
         // the reports are written from what has finished, and the process exits.
         DispatchQueue.global().asyncAfter(deadline: .now() + Interruption.grace) {
+          var failure: (any Error)?
           let wrote = recorder.writeOnce { results, current in
             var all = results
             if let current { all.append(Interruption.unfinished(current, seed: seed, signal: signal)) }
-            _ = try? ReportWriter.write(makeReport(all, false, signal.name), formats: formats, to: folder)
+            do {
+              try ReportWriter.write(makeReport(all, false, signal.name), formats: formats, to: folder)
+            } catch {
+              failure = error
+            }
           }
           guard wrote else { return }  // the run stopped in time and wrote them itself
           printError(
             "kensho-bench: the run did not stop within \(Interruption.graceText) of \(signal.name); "
-              + "reports written to \(SafeText.escape(folder.path)), marked incomplete")
+              + (failure.map { "cannot write the reports to \(SafeText.escape(folder.path)): \(describe($0))" }
+                ?? "reports written to \(SafeText.escape(folder.path)), marked incomplete"))
           fflush(nil)
           _exit(Exit.failed.rawValue)
         }
@@ -471,6 +477,14 @@ extension KenshoBench {
 
     func run() throws {
       let scenarios = try selection.load()
+      let interruption = Interruption.install { signal in
+        printError("kensho-bench: \(signal.name): stopping (\(signal.name) again exits at once)")
+        DispatchQueue.global().asyncAfter(deadline: .now() + Interruption.grace) {
+          printError("kensho-bench: the run did not stop within \(Interruption.graceText) of \(signal.name)")
+          fflush(nil)
+          _exit(Exit.failed.rawValue)
+        }
+      }
       let defects = try listDefects(impl)
       guard !defects.isEmpty else {
         printError("error: \(SafeText.escape(impl)) --list-defects listed no defect")
@@ -478,18 +492,20 @@ extension KenshoBench {
       }
       var entries: [JSONValue] = []
       var caught = 0
-      for (name, text) in defects {
-        var options = RunOptions()
+      for (name, text) in defects where !interruption.happened {
+        var options = RunOptions(cancelled: interruption.cancelled)
         options.adapterCommand = "\(impl) --defect \(name)"
         let runner = ScenarioRunner(options: options)
         var by: [String] = []
         var rules: Set<String> = []
-        for scenario in scenarios {
+        for scenario in scenarios where !interruption.happened {
           let result = runner.run(scenario)
           guard result.verdict != .pass else { continue }
           by.append(scenario.name)
           rules.formUnion(result.checks.filter { $0.verdict != .pass }.map(\.rule))
         }
+        // A defect whose scenarios did not all run says nothing.
+        if interruption.happened { break }
         if !by.isEmpty { caught += 1 }
         print(
           SafeText.escape(
@@ -502,14 +518,17 @@ extension KenshoBench {
           ]))
       }
       let rate = Double(caught) / Double(defects.count)
-      print(String(format: "catch rate: %d of %d defects (%.0f %%)", caught, defects.count, rate * 100))
+      let complete = entries.count == defects.count
+      print(
+        String(format: "catch rate: %d of %d defects (%.0f %%)", caught, defects.count, rate * 100)
+          + (complete ? "" : " (interrupted after \(entries.count) defects)"))
       let report: JSONValue = .object([
         "format": "kensho-catalogue/1", "implementation": .string(impl), "catchRate": .double(rate),
-        "defects": .array(entries),
+        "defects": .array(entries), "complete": .bool(complete),
       ])
       try AtomicFile.write(
         try KenshoCodec.encode(report), to: URL(fileURLWithPath: out).appendingPathComponent("kensho-catalogue.json"))
-      if caught < defects.count { throw Exit.failed }
+      if !complete || caught < defects.count { throw Exit.failed }
     }
 
     func listDefects(_ command: String) throws -> [(String, String)] {

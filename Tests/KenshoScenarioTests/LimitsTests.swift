@@ -276,8 +276,14 @@ struct LimitsTests {
     #expect(small.footprint.bytes < 64 << 20)
   }
 
-  @Test("a file is read only when it is a regular file of at most 32 MiB: a FIFO does not hang the loader")
+  @Test("a file is read only when it is a regular file of at most 32 MiB: a FIFO or /dev/zero does not hang the loader")
   func fileKinds() throws {
+    do {
+      _ = try ScenarioLoader.load(file: "/dev/zero")
+      Issue.record("/dev/zero loaded")
+    } catch {
+      #expect(error.problems.map(\.description) == ["/dev/zero: $: expected a regular file, found a special file"])
+    }
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent("kensho-files-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: folder) }
