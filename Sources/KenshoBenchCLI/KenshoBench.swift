@@ -291,15 +291,21 @@ extension KenshoBench {
         // The harness polls the flag; should it not return in time (an operation that blocks),
         // the reports are written from what has finished, and the process exits.
         DispatchQueue.global().asyncAfter(deadline: .now() + Interruption.grace) {
+          var failure: (any Error)?
           let wrote = recorder.writeOnce { results, current in
             var all = results
             if let current { all.append(Interruption.unfinished(current, seed: seed, signal: signal)) }
-            _ = try? ReportWriter.write(makeReport(all, false, signal.name), formats: formats, to: folder)
+            do {
+              try ReportWriter.write(makeReport(all, false, signal.name), formats: formats, to: folder)
+            } catch {
+              failure = error
+            }
           }
           guard wrote else { return }  // the run stopped in time and wrote them itself
           printError(
             "kensho-bench: the run did not stop within \(Interruption.graceText) of \(signal.name); "
-              + "reports written to \(SafeText.escape(folder.path)), marked incomplete")
+              + (failure.map { "cannot write the reports to \(SafeText.escape(folder.path)): \(describe($0))" }
+                ?? "reports written to \(SafeText.escape(folder.path)), marked incomplete"))
           fflush(nil)
           _exit(Exit.failed.rawValue)
         }
@@ -465,12 +471,19 @@ extension KenshoBench {
 
     func run() throws {
       let scenarios = try selection.load()
+      let interruption = Interruption.install { signal in
+        printError("kensho-bench: \(signal.name): stopping (\(signal.name) again exits at once)")
+        DispatchQueue.global().asyncAfter(deadline: .now() + Interruption.grace) {
+          printError("kensho-bench: the run did not stop within \(Interruption.graceText) of \(signal.name)")
+          fflush(nil)
+          _exit(Exit.failed.rawValue)
+        }
+      }
       let defects = DefectCatalogue.parse(listing: try listDefects(impl))
       guard !defects.isEmpty else {
         printError("error: \(SafeText.escape(impl)) --list-defects listed no defect")
         throw Exit.badInput
       }
-      let interruption = Interruption.install { _ in }
       let stop = interruption.cancelled
       func runAll(_ command: String, _ label: String) -> [ScenarioResult]? {
         var options = RunOptions(cancelled: stop)
@@ -479,7 +492,7 @@ extension KenshoBench {
         var results: [ScenarioResult] = []
         for (i, scenario) in scenarios.enumerated() {
           if stop() { return nil }
-          print("  \(label): scenario \(i + 1) of \(scenarios.count), \(scenario.name)")
+          print(SafeText.escape("  \(label): scenario \(i + 1) of \(scenarios.count), \(scenario.name)"))
           results.append(runner.run(scenario))
         }
         return results
@@ -499,8 +512,9 @@ extension KenshoBench {
           entries.append(entry)
           let counts = entry.verdicts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
           print(
-            "\(entry.outcome == .caught ? "CAUGHT" : "MISSED") \(defect.name)  claims \(defect.claims.joined(separator: " "))  [\(counts)]  "
-              + (entry.caughtBy.first.map { "by \($0)" } ?? entry.why ?? ""))
+            SafeText.escape(
+              "\(entry.outcome == .caught ? "CAUGHT" : "MISSED") \(defect.name)  claims \(defect.claims.joined(separator: " "))  [\(counts)]  "
+                + (entry.caughtBy.first.map { "by \($0)" } ?? entry.why ?? "")))
         }
       }
       let caught = entries.filter { $0.outcome == .caught }.count

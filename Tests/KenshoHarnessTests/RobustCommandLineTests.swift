@@ -49,8 +49,11 @@ struct RobustCommandLineTests {
     }
   }
 
-  @Test("validate refuses a FIFO at once instead of waiting on it")
+  @Test("validate refuses a FIFO or a device at once instead of reading it forever")
   func fifo() throws {
+    let zero = try kenshoBench(["validate", "/dev/zero"])
+    #expect(zero.code == 2)
+    #expect(zero.stderr.contains("/dev/zero: $: expected a regular file, found a special file"), "\(zero.stderr)")
     try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
     let fifo = out.appendingPathComponent("pipe.json").path
     #expect(mkfifo(fifo, 0o600) == 0)
@@ -149,7 +152,10 @@ struct SignalTests {
     Thread.sleep(forTimeInterval: 1.5)
     kill(process.processIdentifier, signal)
     let took = waitForExit(process, within: 10)
-    if took == nil { process.terminate() }
+    if took == nil {
+      process.terminate()
+      process.waitUntilExit()
+    }
     #expect((took ?? 99) < 2, "stopped after \(took.map { "\($0) s" } ?? "more than 10 s")")
     #expect(process.terminationReason == .exit)
     #expect(process.terminationStatus == 1)
@@ -176,7 +182,10 @@ struct SignalTests {
     Thread.sleep(forTimeInterval: 0.2)
     kill(process.processIdentifier, signal)
     let took = waitForExit(process, within: 10)
-    if took == nil { process.terminate() }
+    if took == nil {
+      process.terminate()
+      process.waitUntilExit()
+    }
     #expect((took ?? 99) < 0.5, "exited after \(took.map { "\($0) s" } ?? "more than 10 s")")
     #expect(process.terminationReason == .exit)
     #expect(process.terminationStatus == 128 + signal)
@@ -214,7 +223,10 @@ struct SignalTests {
     #expect(written.count == 3, "the adapter did not start")
     kill(process.processIdentifier, SIGTERM)
     let took = waitForExit(process, within: 10)
-    if took == nil { process.terminate() }
+    if took == nil {
+      process.terminate()
+      process.waitUntilExit()
+    }
     #expect((took ?? 99) < 2)
     Thread.sleep(forTimeInterval: 0.2)
     for pid in written {

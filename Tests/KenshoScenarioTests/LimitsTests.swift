@@ -51,7 +51,7 @@ struct LimitsTests {
     var testDescription: String { path }
   }
 
-  static let T = ScenarioLimits.maxTimeMs
+  static let maxMs = ScenarioLimits.maxTimeMs
   static let timeText = "a time in ms from"
 
   static func behaviour(_ key: String) -> @Sendable (inout [String: Any], Any) -> Void {
@@ -77,12 +77,14 @@ struct LimitsTests {
   }
 
   static let bounds: [Bound] = [
-    Bound(path: "$.time.streamTimeoutMs", highest: T, lowest: 0, expected: timeText, place: time("streamTimeoutMs")),
-    Bound(path: "$.time.sweepIntervalMs", highest: T, lowest: 1, expected: timeText, place: time("sweepIntervalMs")),
-    Bound(path: "$.time.deadlineMs", highest: T, lowest: 1, expected: timeText, place: time("deadlineMs")),
-    Bound(path: "$.time.sampleEveryMs", highest: T, lowest: 1, expected: timeText, place: time("sampleEveryMs")),
     Bound(
-      path: "$.agents[0].processingMs", highest: T, lowest: 0, expected: timeText,
+      path: "$.time.streamTimeoutMs", highest: maxMs, lowest: 0, expected: timeText, place: time("streamTimeoutMs")),
+    Bound(
+      path: "$.time.sweepIntervalMs", highest: maxMs, lowest: 1, expected: timeText, place: time("sweepIntervalMs")),
+    Bound(path: "$.time.deadlineMs", highest: maxMs, lowest: 1, expected: timeText, place: time("deadlineMs")),
+    Bound(path: "$.time.sampleEveryMs", highest: maxMs, lowest: 1, expected: timeText, place: time("sampleEveryMs")),
+    Bound(
+      path: "$.agents[0].processingMs", highest: maxMs, lowest: 0, expected: timeText,
       place: { o, v in
         o["agents"] = [["name": "p", "processingMs": v, "methods": ["m": ["chunks": 2]]], ["name": "c"]]
       }),
@@ -96,7 +98,7 @@ struct LimitsTests {
       path: "$.agents[0].methods.m.chunks", highest: Double(ScenarioLimits.maxChunks), lowest: 0,
       expected: "an integer from 0 to 1000000000", place: behaviour("chunks")),
     Bound(
-      path: "$.agents[0].methods.m.intervalMs", highest: T, lowest: 0, expected: timeText,
+      path: "$.agents[0].methods.m.intervalMs", highest: maxMs, lowest: 0, expected: timeText,
       place: behaviour("intervalMs")),
     Bound(
       path: "$.workload[0].streams", highest: Double(ScenarioLimits.maxStreams), lowest: 1,
@@ -107,8 +109,8 @@ struct LimitsTests {
     Bound(
       path: "$.workload[0].ratePerSecond", highest: ScenarioLimits.maxRatePerSecond, lowest: 0.001,
       expected: "a rate per second from 0.001 to 1000000", place: group("ratePerSecond")),
-    Bound(path: "$.workload[0].startMs", highest: T, lowest: 0, expected: timeText, place: group("startMs")),
-    Bound(path: "$.workload[0].timeoutMs", highest: T, lowest: 0, expected: timeText, place: group("timeoutMs")),
+    Bound(path: "$.workload[0].startMs", highest: maxMs, lowest: 0, expected: timeText, place: group("startMs")),
+    Bound(path: "$.workload[0].timeoutMs", highest: maxMs, lowest: 0, expected: timeText, place: group("timeoutMs")),
     Bound(
       path: "$.workload[0].cancelAfterChunks", highest: Double(ScenarioLimits.maxChunks), lowest: 0,
       expected: "an integer from 0", place: group("cancelAfterChunks")),
@@ -116,29 +118,31 @@ struct LimitsTests {
       path: "$.workload[0].creditWindow", highest: Double(ScenarioLimits.maxCreditWindow), lowest: 1,
       expected: "an integer from 1 to 1073741824", place: group("creditWindow")),
     Bound(
-      path: "$.faults[0].ms", highest: T, lowest: 0, expected: timeText,
+      path: "$.faults[0].ms", highest: maxMs, lowest: 0, expected: timeText,
       place: fault(["kind": "delay", "distribution": "constant"], "ms")),
     Bound(
-      path: "$.faults[0].ms", highest: T, lowest: 0, expected: timeText,
+      path: "$.faults[0].ms", highest: maxMs, lowest: 0, expected: timeText,
       place: fault(["kind": "delay", "distribution": "exponential"], "ms")),
     Bound(
-      path: "$.faults[0].minMs", highest: T, lowest: 0, expected: timeText,
-      place: fault(["kind": "delay", "distribution": "uniform", "maxMs": T], "minMs")),
+      path: "$.faults[0].minMs", highest: maxMs, lowest: 0, expected: timeText,
+      place: fault(["kind": "delay", "distribution": "uniform", "maxMs": maxMs], "minMs")),
     Bound(
-      path: "$.faults[0].maxMs", highest: T, lowest: 0, expected: timeText,
+      path: "$.faults[0].maxMs", highest: maxMs, lowest: 0, expected: timeText,
       place: fault(["kind": "delay", "distribution": "uniform"], "maxMs")),
     Bound(
-      path: "$.faults[0].ms", highest: T, lowest: 0, expected: timeText,
+      path: "$.faults[0].ms", highest: maxMs, lowest: 0, expected: timeText,
       place: fault(["kind": "forge", "forge": "malformed_chunk"], "ms")),
     Bound(
-      path: "$.faults[0].fromMs", highest: T, lowest: 0, expected: timeText, place: fault(["kind": "drop"], "fromMs")),
+      path: "$.faults[0].fromMs", highest: maxMs, lowest: 0, expected: timeText,
+      place: fault(["kind": "drop"], "fromMs")),
     Bound(
-      path: "$.faults[0].untilMs", highest: T, lowest: 0, expected: timeText, place: fault(["kind": "drop"], "untilMs")),
+      path: "$.faults[0].untilMs", highest: maxMs, lowest: 0, expected: timeText,
+      place: fault(["kind": "drop"], "untilMs")),
     Bound(
       path: "$.faults[0].nth", highest: Double(ScenarioLimits.maxChunks), lowest: 0, expected: "an integer from 0",
       place: fault(["kind": "drop"], "nth")),
     Bound(
-      path: "$.actions[0].atMs", highest: T, lowest: 0, expected: timeText,
+      path: "$.actions[0].atMs", highest: maxMs, lowest: 0, expected: timeText,
       place: { o, v in o["actions"] = [["dispose": "c", "atMs": v]] }),
     Bound(
       path: "$.regression.chunks_per_second", highest: ScenarioLimits.maxRegression, lowest: 0,
@@ -276,8 +280,14 @@ struct LimitsTests {
     #expect(small.footprint.bytes < 64 << 20)
   }
 
-  @Test("a file is read only when it is a regular file of at most 32 MiB: a FIFO does not hang the loader")
+  @Test("a file is read only when it is a regular file of at most 32 MiB: a FIFO or /dev/zero does not hang the loader")
   func fileKinds() throws {
+    do {
+      _ = try ScenarioLoader.load(file: "/dev/zero")
+      Issue.record("/dev/zero loaded")
+    } catch {
+      #expect(error.problems.map(\.description) == ["/dev/zero: $: expected a regular file, found a special file"])
+    }
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent("kensho-files-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: folder) }
