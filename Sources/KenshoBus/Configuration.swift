@@ -22,13 +22,6 @@ public struct BusConfiguration: Sendable, Hashable {
   /// Flow control, producer side: honour a consumer's credit offer. A producer that does not
   /// (or a bus without the extension) ignores the offer, and the stream runs without credit.
   public var honoursFlowControl = true
-  /// A defect for the harness's own tests: the bus keeps every terminated stream's entry, so
-  /// that memory grows with each stream. Never set it otherwise.
-  @_spi(Testing) public var leaksEndedStreamsForTesting = false
-  /// A defect for tests: a repeated `stream_request` runs the handler again (breaks KSP-2.4).
-  @_spi(Testing) public var rerunsDuplicateRequestsForTesting = false
-  /// A defect for tests: the idle sweep never runs (breaks KSP-6.2).
-  @_spi(Testing) public var neverSweepsForTesting = false
 
   public init() {}
 

@@ -23,6 +23,7 @@ public final class MessageBus: TransportReceiver, Sendable {
   /// This worker's name.
   public let name: String
   public let configuration: BusConfiguration
+  private let defects: BusDefects
   public let clock: any BusClock
   let transport: any Transport
   private let ids = IdGenerator()
@@ -32,19 +33,28 @@ public final class MessageBus: TransportReceiver, Sendable {
   private let timeoutNanos: Int64
 
   /// Creates the bus of worker `name` on `transport`, reading time from `clock`.
-  public init(
+  public convenience init(
     name: String, transport: any Transport, clock: any BusClock = SystemClock.shared,
     configuration: BusConfiguration = BusConfiguration()
+  ) throws(BusError) {
+    try self.init(name: name, transport: transport, clock: clock, configuration: configuration, defects: [])
+  }
+
+  /// Creates a bus that breaks rules on purpose (``BusDefects``), for kensho-bench's own tests.
+  @_spi(Testing) public init(
+    name: String, transport: any Transport, clock: any BusClock = SystemClock.shared,
+    configuration: BusConfiguration = BusConfiguration(), defects: BusDefects
   ) throws(BusError) {
     guard Envelope.isValidWorkerName(name) else { throw .invalidWorkerName(name) }
     self.name = name
     self.transport = transport
     self.clock = clock
     self.configuration = configuration
+    self.defects = defects
     self.sweepNanos = max(1, configuration.sweepInterval.nanoseconds)
     self.timeoutNanos = configuration.streamTimeout.nanoseconds
     self.state = Mutex(
-      State(duplicateWindow: configuration.duplicateWindow, leaking: configuration.leaksEndedStreamsForTesting))
+      State(duplicateWindow: configuration.duplicateWindow, leaking: defects.contains(.leaksEndedStreams)))
     transport.start(receiver: self)
   }
 
@@ -263,7 +273,7 @@ public final class MessageBus: TransportReceiver, Sendable {
   }
 
   private func scheduleSweep() {
-    if configuration.neverSweepsForTesting { return }
+    if defects.contains(.neverSweeps) { return }
     // A strong reference: a disposed bus cancels its timer, which then lets the bus go.
     let handle = clock.schedule(at: clock.nanoseconds() &+ sweepNanos) { self.sweep() }
     let stale: TimerHandle? = state.withLock { s in
@@ -351,6 +361,9 @@ public final class MessageBus: TransportReceiver, Sendable {
     let direct: ConsumerStream? = state.withLock { s in
       s.received += 1
       guard let streamId = m.streamId, let entry = s.stream(streamId), entry.producer == m.sourceWorker else {
+        if defects.contains(.refreshesOnAnySender), let streamId = m.streamId, let entry = s.stream(streamId) {
+          entry.lastActivity = now
+        }
         let reason: DropReason =
           if m.validate(.received, trusting: .targetWorker) != nil {
             .invalid
@@ -487,7 +500,7 @@ public final class MessageBus: TransportReceiver, Sendable {
       }
       let key = RequestKey(source: m.sourceWorker, messageId: m.messageId)
       let repeated = s.emitters[streamId] != nil || !s.seenRequests.insert(key)
-      if repeated && !configuration.rerunsDuplicateRequestsForTesting {
+      if repeated && !defects.contains(.rerunsDuplicateRequests) {
         s.dropped[DropReason.duplicate.rawValue] += 1
         return .duplicate
       }

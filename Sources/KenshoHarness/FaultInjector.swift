@@ -98,7 +98,7 @@ final class FaultInjector: Sendable {
         case .forge(let what, let from, let afterMs):
           let trigger: MessageType = what == .chunkAfterEnd ? .streamEnd : .streamRequest
           if m.type == trigger {
-            forged.append((what, from.flatMap { workersOf[$0]?.sorted().first }, Int64(afterMs * 1e6)))
+            forged.append((what, from.flatMap { workersOf[$0]?.sorted().first }, Nanos.from(ms: afterMs)))
           }
         }
       }
@@ -176,6 +176,9 @@ final class FaultInjector: Sendable {
       ]
     case .chunkAfterEnd:
       return [(chunk(id, source: producer, target: consumer, seq: m.seq), consumer)]
+    case .foreignChunk:
+      guard let from else { return [] }
+      return [(chunk(id, source: from, target: consumer, seq: 0), consumer)]
     }
   }
 
@@ -200,7 +203,7 @@ final class FaultInjector: Sendable {
     case .uniform(let lo, let hi): ms = lo + (hi - lo) * rng.unit()
     case .exponential(let mean): ms = -mean * log(1 - rng.unit())
     }
-    return Int64(ms * 1e6)
+    return Nanos.from(ms: ms)
   }
 }
 

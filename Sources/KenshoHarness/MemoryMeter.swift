@@ -15,7 +15,7 @@ extension ReferenceRun {
   // MARK: Sampling
 
   func scheduleSampling() {
-    let every = Int64(scenario.time.sampleEveryMs * 1e6)
+    let every = Nanos.from(ms: scenario.time.sampleEveryMs)
     _ = clock.schedule(at: clock.nanoseconds() &+ every) { [self] in
       guard !state.withLock({ $0.stopSampling || $0.done }) else { return }
       sample()

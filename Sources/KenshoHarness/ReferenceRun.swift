@@ -56,14 +56,17 @@ final class ReferenceRun: Sendable {
       clock = SystemClock.shared
     }
     var config = BusConfiguration()
-    config.leaksEndedStreamsForTesting =
-      options.leakingReference || options.referenceDefects.contains(.leaksEndedStreams)
+    var defects: BusDefects = []
+    if options.leakingReference || options.referenceDefects.contains(.leaksEndedStreams) {
+      defects.insert(.leaksEndedStreams)
+    }
+    if options.referenceDefects.contains(.rerunsDuplicateRequests) { defects.insert(.rerunsDuplicateRequests) }
+    if options.referenceDefects.contains(.neverSweeps) { defects.insert(.neverSweeps) }
+    if options.referenceDefects.contains(.refreshesOnAnySender) { defects.insert(.refreshesOnAnySender) }
     config.numberChunks = !options.referenceDefects.contains(.unnumberedChunks)
-    config.rerunsDuplicateRequestsForTesting = options.referenceDefects.contains(.rerunsDuplicateRequests)
-    config.neverSweepsForTesting = options.referenceDefects.contains(.neverSweeps)
     config.honoursFlowControl = !options.referenceDefects.contains(.withoutFlowControl)
-    if let t = scenario.time.streamTimeoutMs { config.streamTimeout = .nanoseconds(Int64(t * 1e6)) }
-    if let s = scenario.time.sweepIntervalMs { config.sweepInterval = .nanoseconds(Int64(s * 1e6)) }
+    if let t = scenario.time.streamTimeoutMs { config.streamTimeout = Nanos.duration(ms: t) }
+    if let s = scenario.time.sweepIntervalMs { config.sweepInterval = Nanos.duration(ms: s) }
     sweepNanos = config.sweepInterval.nanoseconds
     defaultTimeoutNanos = config.streamTimeout.nanoseconds
     samplePeakPerChunk =
@@ -136,7 +139,7 @@ final class ReferenceRun: Sendable {
         // Worker names were validated when the scenario was loaded.
         guard
           let bus = try? MessageBus(
-            name: worker, transport: network.endpoint(worker), clock: clock, configuration: config)
+            name: worker, transport: network.endpoint(worker), clock: clock, configuration: config, defects: defects)
         else { continue }
         busesBox.withLock { $0[worker] = bus }
       }
@@ -188,7 +191,7 @@ final class ReferenceRun: Sendable {
     scheduleSampling()
     for (index, group) in scenario.workload.enumerated() { startGroup(index, group) }
     for action in scenario.actions {
-      _ = clock.schedule(at: Int64(action.atMs * 1e6)) { [self] in
+      _ = clock.schedule(at: Nanos.from(ms: action.atMs)) { [self] in
         switch action.kind {
         case .dispose(let agent):
           for worker in scenario.workers(agent) {
@@ -198,7 +201,7 @@ final class ReferenceRun: Sendable {
         }
       }
     }
-    let deadline = Int64(scenario.time.deadlineMs * 1e6)
+    let deadline = Nanos.from(ms: scenario.time.deadlineMs)
     let wallLimit = started &+ wallDeadline.nanoseconds
     var problem: String?
     if let manual {

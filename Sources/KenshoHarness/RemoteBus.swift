@@ -100,7 +100,7 @@ final class AdapterHost: Sendable {
               "\(process.label) answered \(op) with nextTimerMs \(raw), expected null or a number of ms from 0 to \(Int(Self.maxTimerMs))"
           )
         }
-        schedule(agent, process, at: Int64(next * 1e6))
+        schedule(agent, process, at: Nanos.from(ms: next))
       }
       // The ack's own result first (a stream id must be known before its events), then events.
       handlePending.withLock { $0.append(contentsOf: events.map { (worker, $0) }) }

@@ -53,6 +53,8 @@ public struct RunOptions: Sendable {
   case rerunsDuplicateRequests
   /// The idle sweep never runs (KSP-6.2).
   case neverSweeps
+  /// A chunk from any worker refreshes a stream's activity (KSP-3.3).
+  case refreshesOnAnySender
   /// Producers ignore flow-control offers, as a bus without the KSP-FC extension does.
   case withoutFlowControl
 }

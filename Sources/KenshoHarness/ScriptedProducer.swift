@@ -21,7 +21,7 @@ extension ReferenceRun {
     let index = recorder.streamIndex(stream.streamId) ?? WireRecord.none
     recorder.record(.handler(index, worker: recorder.workerId(worker)), at: clock.nanoseconds())
     if behaviour.chunks == 0, case .throwError = behaviour.finish { return }  // the handler threw (KSP-2.5)
-    let step = Int64(behaviour.intervalMs * 1e6)
+    let step = Nanos.from(ms: behaviour.intervalMs)
     _ = clock.schedule(at: clock.nanoseconds() &+ step) { [self] in
       pump(worker: worker, behaviour: behaviour, generator: generator, stream: stream, next: 0)
     }
@@ -31,7 +31,7 @@ extension ReferenceRun {
     worker: String, behaviour: ProducerBehaviour, generator: ChunkGenerator, stream: any EmitterUnderTest, next: Int
   ) {
     if state.withLock({ $0.crashed.contains(worker) }) { return }
-    let step = Int64(behaviour.intervalMs * 1e6)
+    let step = Nanos.from(ms: behaviour.intervalMs)
     var index = next
     let (streamIndex, intendedOpen) = state.withLock { s in
       let i = s.streamIndex[stream.streamId]

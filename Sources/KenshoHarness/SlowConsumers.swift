@@ -28,7 +28,7 @@ final class SlowConsumers: Sendable {
   init(scenario: Scenario, clock: any BusClock) {
     var delays: [String: Int64] = [:]
     for agent in scenario.agents where agent.processingMs > 0 {
-      for worker in agent.workerNames { delays[worker] = Int64(agent.processingMs * 1e6) }
+      for worker in agent.workerNames { delays[worker] = Nanos.from(ms: agent.processingMs) }
     }
     processingNanos = delays
     self.clock = clock

@@ -19,9 +19,9 @@ extension ReferenceRun {
     let consumers = scenario.workers(group.consumers)
     let producers = scenario.workers(group.producers)
     guard !consumers.isEmpty, !producers.isEmpty else { return }
-    let start = Int64(group.startMs * 1e6)
+    let start = Nanos.from(ms: group.startMs)
     if let rate = group.ratePerSecond {
-      let step = Int64(1e9 / rate)
+      let step = Nanos.interval(perSecond: rate)
       scheduleOpen(group: index, at: start, every: step)
     } else {
       let initial = min(group.concurrency ?? group.streams, group.streams)
@@ -45,7 +45,7 @@ extension ReferenceRun {
     let consumers = scenario.workers(group.consumers)
     let producers = scenario.workers(group.producers)
     let now = clock.nanoseconds()
-    let timeout = group.timeoutMs.map { Int64($0 * 1e6) } ?? defaultTimeoutNanos
+    let timeout = group.timeoutMs.map(Nanos.from(ms:)) ?? defaultTimeoutNanos
     let claimed: (stream: Int, ordinal: Int)? = state.withLock { s in
       let ordinal = s.groupOpened[index, default: 0]
       guard ordinal < group.streams else { return nil }
@@ -90,7 +90,7 @@ extension ReferenceRun {
       onChunk: { [self] value in try onChunk(stream, value, generator) },
       onEnd: { [self] summary in try onTerminal(stream, .end(summary)) },
       onError: { [self] error in try onTerminal(stream, .error(error)) },
-      timeout: group.timeoutMs.map { .nanoseconds(Int64($0 * 1e6)) })
+      timeout: group.timeoutMs.map(Nanos.duration(ms:)))
     var withCredit = callbacks
     withCredit.creditWindow = group.creditWindow
     do {

@@ -59,12 +59,15 @@ public struct KSPRule: Sendable, Hashable, Identifiable, Codable {
     ),
     KSPRule(
       "KSP-3.2", .must,
-      "Over a transport that keeps order, onChunk sees every chunk exactly once, in emission order, with the payload unchanged."
+      "Over a transport that keeps order, onChunk sees every chunk exactly once, in emission order, with the payload unchanged (I-JSON equal)."
     ),
-    KSPRule("KSP-3.3", .must, "Each chunk received refreshes the stream's last-activity time."),
+    KSPRule(
+      "KSP-3.3", .must,
+      "Each chunk received from the stream's producer, and a stream_end or stream_error held back for missing chunks, refreshes the stream's last-activity time; messages dropped under KSP-1.2, 1.3 or 3.5, or sent by anyone else, never do."
+    ),
     KSPRule(
       "KSP-3.4", .should,
-      "The producer numbers chunks in metadata.seq; a consumer that sees seq delivers in seq order and drops duplicates even when the transport reorders or repeats."
+      "The producer numbers chunks in metadata.seq; a consumer that sees seq delivers in seq order and drops duplicates even when the transport reorders or repeats; it may hold back at most a bound of no fewer than 1024 chunks per stream, dropping and counting the rest."
     ),
     KSPRule(
       "KSP-3.5", .must,
@@ -137,6 +140,23 @@ public struct KSPRule: Sendable, Hashable, Identifiable, Codable {
     KSPRule(
       "KSP-10.1", .must,
       "Disposing a bus terminates each open stream once with BUS_DISPOSED, stops its sweep timer, and releases its transport."
+    ),
+    KSPRule(
+      "KSP-11.1", .must,
+      "A relay forwards every frame to every other open connection, unchanged and of the same kind, never back to its sender."
+    ),
+    KSPRule("KSP-11.2", .must, "Frames from one sender reach each receiver in the order they were sent."),
+    KSPRule("KSP-11.3", .must, "A text frame ping is answered with pong to that client only, and is not forwarded."),
+    KSPRule(
+      "KSP-11.4", .should,
+      "On connect the relay sends one server_info text frame describing itself; a bus ignores it (KSP-1.2)."),
+    KSPRule(
+      "KSP-11.5", .must,
+      "A relay that requires a token refuses an upgrade without a valid one (HTTP 401) and never forwards a frame from a client it has not admitted."
+    ),
+    KSPRule(
+      "KSP-11.6", .should,
+      "A slow or stalled receiver does not delay delivery to the others; what cannot be delivered to it is dropped and counted (or the connection closed), never buffered without bound."
     ),
   ]
 }

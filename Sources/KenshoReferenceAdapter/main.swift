@@ -57,7 +57,7 @@ var buses: [String: MessageBus] = [:]
 let emitters = Mutex<[String: StreamEmitter]>([:])
 var configuration = BusConfiguration()
 
-func milliseconds(_ v: JSONValue?) -> Duration? { v?.doubleValue.map { .nanoseconds(Int64($0 * 1e6)) } }
+func milliseconds(_ v: JSONValue?) -> Duration? { v?.doubleValue.map(Nanos.duration(ms:)) }
 
 @MainActor func handle(_ op: [String: JSONValue]) throws -> [String: JSONValue] {
   let worker = op["worker"]?.stringValue ?? ""
@@ -180,7 +180,7 @@ func milliseconds(_ v: JSONValue?) -> Duration? { v?.doubleValue.map { .nanoseco
     try bus().peerDown(op["peer"]?.stringValue ?? "")
     return [:]
   case "advance":
-    let target = Int64((op["toMs"]?.doubleValue ?? 0) * 1e6)
+    let target = Nanos.from(ms: op["toMs"]?.doubleValue ?? 0)
     while clock.runNext(notAfter: target) {}
     clock.advance(by: .nanoseconds(max(0, target - clock.nanoseconds())))
     return [:]

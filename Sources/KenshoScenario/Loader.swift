@@ -593,8 +593,8 @@ final class Reader {
         }
         return nil
       }
-      let from = string(o, "from", path, required: forgery == .cancel)
-      if forgery == .cancel && from == nil { return nil }
+      let from = string(o, "from", path, required: forgery.needsSender)
+      if forgery.needsSender && from == nil { return nil }
       kind = .forge(forgery, from: from, afterMs: time(o, "ms", path) ?? 0)
     case let other?:
       problem(
@@ -692,6 +692,8 @@ final class Reader {
     case "foreign_cancel_ignored"?: kind = object(v, path, allowed: base).map { _ in .foreignCancelIgnored }
     case "seq_delivery"?: kind = object(v, path, allowed: base).map { _ in .seqDelivery }
     case "inactive_chunks_dropped"?: kind = object(v, path, allowed: base).map { _ in .inactiveChunksDropped }
+    case "activity_refresh"?: kind = object(v, path, allowed: base).map { _ in .activityRefresh }
+    case "end_after_chunks"?: kind = object(v, path, allowed: base).map { _ in .endAfterChunks }
     case "handler_runs"?:
       kind = object(v, path, allowed: base.union(["perStream"])).map { o in
         .handlerRuns(integer(o, "perStream", path, min: 0, max: ScenarioLimits.maxChunks) ?? 1)

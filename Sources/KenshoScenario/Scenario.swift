@@ -267,6 +267,10 @@ public struct Expectation: Sendable, Hashable {
     case seqDelivery
     /// Chunks for an ended stream are dropped without a callback (KSP-3.5).
     case inactiveChunksDropped
+    /// Only messages accepted from the stream's producer refresh its activity (KSP-3.3).
+    case activityRefresh
+    /// With `seq` in use, `stream_end` carries the chunk count and `onEnd` follows every chunk (KSP-4.4).
+    case endAfterChunks
   }
 
   public init(_ kind: Kind, rule: String? = nil) {
@@ -355,6 +359,8 @@ extension Expectation.Kind {
     case .foreignCancelIgnored: "foreign_cancel_ignored"
     case .seqDelivery: "seq_delivery"
     case .inactiveChunksDropped: "inactive_chunks_dropped"
+    case .activityRefresh: "activity_refresh"
+    case .endAfterChunks: "end_after_chunks"
     }
   }
 
@@ -405,6 +411,8 @@ extension Expectation.Kind {
     case .foreignCancelIgnored: "KSP-7.3"
     case .seqDelivery: "KSP-3.4"
     case .inactiveChunksDropped: "KSP-3.5"
+    case .activityRefresh: "KSP-3.3"
+    case .endAfterChunks: "KSP-4.4"
     case .metric(let m, _, _):
       switch m {
       case .retainedBytes: "KSP-9.2"
@@ -420,6 +428,7 @@ extension Expectation.Kind {
     "timeout_window", "handler_runs", "wire_valid", "payload_sha256", "memory_returns", "peak_memory", "no_leak",
     "stream_requests", "trace_propagated", "emitter_closed", "malformed_dropped", "misaddressed_ignored",
     "chunks_addressed", "cancel_stops_producer", "foreign_cancel_ignored", "seq_delivery", "inactive_chunks_dropped",
+    "activity_refresh", "end_after_chunks",
   ]
 }
 
@@ -451,6 +460,12 @@ public struct Fault: Sendable, Hashable {
     case errorWithoutError = "error_without_error"
     /// A chunk from the producer after the stream ended (KSP-3.5).
     case chunkAfterEnd = "chunk_after_end"
+    /// A chunk for the stream to the consumer from agent `from`, not the producer: it must not
+    /// count as the stream's activity (KSP-3.3).
+    case foreignChunk = "foreign_chunk"
+
+    /// Whether the forgery names the agent it comes from.
+    public var needsSender: Bool { self == .cancel || self == .foreignChunk }
   }
 
   /// Delays in milliseconds of scenario time.

@@ -29,6 +29,8 @@ public enum Judge {
     case .foreignCancelIgnored: ForeignCancelIgnored()
     case .seqDelivery: SeqDelivery()
     case .inactiveChunksDropped: InactiveChunksDropped()
+    case .activityRefresh: ActivityRefresh()
+    case .endAfterChunks: EndAfterChunks()
     }
   }
 

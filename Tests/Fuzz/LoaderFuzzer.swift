@@ -7,6 +7,7 @@
 // broken contract aborts, which libFuzzer reports as a crash with the input that caused it.
 
 import Foundation
+import KenshoProtocol
 import KenshoScenario
 
 @_cdecl("LLVMFuzzerTestOneInput")

@@ -24,8 +24,22 @@ struct FaultTests {
   func reorderCatchesMissingSeq() throws {
     #expect(try run("faults-reorder-jitter.json").verdict == .pass)
     let broken = try run("faults-reorder-jitter.json", defects: [.unnumberedChunks])
-    #expect(failedRules(broken).isSuperset(of: ["KSP-3.4"]), "\(broken.checks)")
+    #expect(failedRules(broken).isSuperset(of: ["KSP-3.4", "KSP-4.4"]), "\(broken.checks)")
     #expect((broken.metrics.faultsInjected.values.first ?? 0) > 0)
+    // Both SHOULD rules: NON-STRICT, never FAILED.
+    #expect(broken.checks.filter { $0.rule == "KSP-4.4" }.allSatisfy { $0.verdict == .nonStrict })
+  }
+
+  @Test("KSP-3.3: idle-timeout-activity passes on the reference and fails on a bus refreshed by any sender")
+  func activityCatchesForeignRefresh() throws {
+    let clean = try run("idle-timeout-activity.json")
+    #expect(clean.verdict == .pass, "\(clean.checks)")
+    #expect(clean.checks.first { $0.rule == "KSP-3.3" }?.verdict == .pass)
+    let broken = try run("idle-timeout-activity.json", defects: [.refreshesOnAnySender])
+    let check = try #require(broken.checks.first { $0.rule == "KSP-3.3" })
+    #expect(check.verdict == .fail, "\(check)")
+    #expect(check.counterexample?.text.contains("forged by the harness (foreign_chunk)") == true, "\(check)")
+    #expect(check.counterexample?.text.contains("was counted as activity") == true, "\(check)")
   }
 
   @Test("duplicates: passes on the reference, fails KSP-2.4 when a repeated request re-runs the handler")

@@ -163,3 +163,115 @@ struct MoreCheckTests {
     if case .untested = NoLeak(perStream: nil, perChunk: 1).judge(worked) {} else { Issue.record("no chunk slope") }
   }
 }
+
+@Suite("KSP-3.3 and KSP-4.4 checks")
+struct ActivityAndEndTests {
+  @Test("KSP-3.3 activity_refresh passes when chunks keep a stream alive past its timeout")
+  func refreshPasses() {
+    var b = HistoryBuilder()
+    let s = b.stream(timeout: 1_000)
+    b.h.sweepInterval = 100
+    for k in 0..<5 { b.chunk(s, Int32(k), payload: 1, seen: 1, at: Int64(k) * 800) }
+    b.end(s, at: 4_000)
+    #expect(b.judge(ActivityRefresh()).isPass)
+  }
+
+  @Test("KSP-3.3 activity_refresh fails when a chunk from the producer did not refresh the stream")
+  func refreshIgnored() {
+    var b = HistoryBuilder()
+    let s = b.stream(timeout: 1_000)
+    b.h.sweepInterval = 100
+    b.chunk(s, 0, payload: 1, seen: 1, at: 800)
+    b.timeout(s, at: 1_050)
+    let outcome = b.judge(ActivityRefresh())
+    #expect(outcome.counterexample?.text.contains("that message did not refresh it") == true, "\(outcome)")
+  }
+
+  @Test("KSP-3.3 activity_refresh fails when a chunk from another worker kept the stream alive")
+  func foreignCounted() {
+    var b = HistoryBuilder()
+    let s = b.stream(timeout: 1_000)
+    b.h.sweepInterval = 100
+    b.chunk(s, 0, payload: 1, seen: 1, at: 0)
+    b.wire(.streamChunk, stream: s, from: 2, to: b.consumer, at: 700, forged: true)
+    b.timeout(s, at: 1_750)
+    let outcome = b.judge(ActivityRefresh())
+    #expect(outcome.counterexample?.text.contains("was counted as activity") == true, "\(outcome)")
+    #expect(outcome.counterexample?.message == 1)
+    // The same stream timing out in its window from the real activity passes.
+    var ok = HistoryBuilder()
+    let t = ok.stream(timeout: 1_000)
+    ok.h.sweepInterval = 100
+    ok.chunk(t, 0, payload: 1, seen: 1, at: 0)
+    ok.wire(.streamChunk, stream: t, from: 2, to: ok.consumer, at: 700, forged: true)
+    ok.timeout(t, at: 1_050)
+    #expect(ok.judge(ActivityRefresh()).isPass)
+  }
+
+  @Test("KSP-3.3 activity_refresh fails when a misaddressed chunk kept a stream open to the end of the run")
+  func misaddressedKeptOpen() {
+    var b = HistoryBuilder()
+    let s = b.stream(timeout: 1_000)
+    b.h.sweepInterval = 100
+    b.chunk(s, 0, payload: 1, seen: 1, at: 0)
+    b.wire(.streamChunk, stream: s, from: b.producer, to: 2, at: 900, forged: true, deliverTo: b.consumer)
+    b.h.endedAt = 1_500
+    b.h.complete = false
+    #expect(b.judge(ActivityRefresh()).counterexample?.text.contains("still open") == true)
+  }
+
+  @Test("KSP-3.3 activity_refresh is untested when no timeout depended on what counts")
+  func refreshUntested() {
+    var b = HistoryBuilder()
+    let s = b.stream(timeout: 1_000)
+    b.chunk(s, 0, payload: 1, seen: 1, at: 10)
+    b.end(s, at: 20)
+    #expect(b.judge(ActivityRefresh()).isUntested)
+    #expect(HistoryBuilder().judge(ActivityRefresh()).isUntested)
+  }
+
+  @Test("KSP-4.4 end_after_chunks passes when the end carries the count and onEnd waits for an overtaken chunk")
+  func endWaits() {
+    var b = HistoryBuilder()
+    let s = b.stream()
+    b.chunk(s, 0, payload: 1, seen: 1, at: 0)
+    // Chunk 1 is delayed: the end reaches the consumer first, onEnd waits for it.
+    b.h.events.append(Entry(t: 1, event: .emit(s, index: 1, payload: 2, result: .ok)))
+    let late = b.wire(.streamChunk, stream: s, from: b.producer, to: b.consumer, seq: 1, at: 1, fault: .dropped)
+    b.h.events.append(Entry(t: 2, event: .finish(s, error: false, result: .ok)))
+    b.wire(.streamEnd, stream: s, from: b.producer, to: b.consumer, seq: 2, at: 2)
+    b.h.events.append(Entry(t: 5, event: .delivered(late, to: b.consumer)))
+    b.h.events.append(Entry(t: 5, event: .onChunk(s, payload: 2)))
+    b.h.events.append(Entry(t: 5, event: .onEnd(s, summary: 0)))
+    let outcome = b.judge(EndAfterChunks())
+    #expect(outcome.isPass)
+    if case .pass(let observed) = outcome { #expect(observed.contains("1 of them reached the consumer before")) }
+  }
+
+  @Test("KSP-4.4 end_after_chunks fails on onEnd before a missing chunk, and on an end without the count")
+  func endTooSoon() {
+    var b = HistoryBuilder()
+    let s = b.stream()
+    b.chunk(s, 0, payload: 1, seen: 1, at: 0)
+    b.chunk(s, 1, payload: 2, seen: nil, at: 1, fault: .dropped)
+    b.h.events.append(Entry(t: 2, event: .finish(s, error: false, result: .ok)))
+    b.wire(.streamEnd, stream: s, from: b.producer, to: b.consumer, seq: 2, at: 2)
+    b.h.events.append(Entry(t: 2, event: .onEnd(s, summary: 0)))
+    #expect(b.judge(EndAfterChunks()).counterexample?.text.contains("onEnd after 1 of 2 chunks") == true)
+    var c = HistoryBuilder()
+    let t = c.stream()
+    c.chunk(t, 0, payload: 1, seen: 1, at: 0)
+    c.end(t, at: 1)  // no metadata.seq on the end
+    #expect(c.judge(EndAfterChunks()).counterexample?.text.contains("carries no metadata.seq") == true)
+    let record = RunRecord(history: c.h, metrics: Metrics())
+    #expect(Judge.judge(Expectation(.endAfterChunks), record).verdict == .nonStrict)
+  }
+
+  @Test("KSP-4.4 end_after_chunks is untested when no producer ended a stream")
+  func endUntested() {
+    var b = HistoryBuilder()
+    let s = b.stream(finish: .hang)
+    b.chunk(s, 0, payload: 1, seen: 1, at: 0)
+    #expect(b.judge(EndAfterChunks()).isUntested)
+  }
+}

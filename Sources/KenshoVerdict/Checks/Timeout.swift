@@ -1,24 +1,5 @@
 import KenshoProtocol
 
-extension StreamTimeline {
-  /// The stream's last activity under KSP-3.3, ns: its opening, or the latest message its
-  /// consumer's bus accepted from its producer before the stream ended — a data chunk, or a
-  /// `stream_end`/`stream_error` (held back while chunks are missing). Messages dropped under
-  /// KSP-1.2 or 1.3, credit frames and messages from anyone else never count.
-  func lastActivity(_ h: History, stream s: Int, before end: Int64) -> Int64 {
-    let info = h.streams[s]
-    var last = info.openedAt
-    for d in deliveries where d.beforeTerminal && d.t <= end && d.to == info.consumer {
-      let w = h.wire[Int(d.message)]
-      guard w.problem < 0, w.from == info.producer, w.to == info.consumer || w.to == WireRecord.broadcast,
-        !w.creditFrame, w.type == .streamChunk || w.type == .streamEnd || w.type == .streamError
-      else { continue }
-      last = max(last, d.t)
-    }
-    return last
-  }
-}
-
 /// KSP-6.2: a stream idle (KSP-3.3) for longer than its timeout ends with `STREAM_TIMEOUT`, never
 /// before its timeout has passed and at the latest one sweep interval after. Also judged when
 /// the run stopped at its deadline: a stream left idle past its timeout plus a sweep failed it.

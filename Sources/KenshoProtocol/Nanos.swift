@@ -5,7 +5,7 @@
 /// `Int64.max` (about 146 years), so that the sum of two converted values still fits in `Int64`
 /// and a timer set at `now + delay` cannot wrap into the past. NaN converts to 0.
 ///
-/// Values the loader accepts (at most ``ScenarioLimits/maxTimeMs``) convert exactly, to the
+/// Values the scenario loader accepts (at most `ScenarioLimits.maxTimeMs`) convert exactly, to the
 /// nanosecond below.
 public enum Nanos {
   /// The largest magnitude a conversion returns: `Int64.max / 2` ns, about 146 years.
