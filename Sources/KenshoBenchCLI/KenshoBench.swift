@@ -445,7 +445,7 @@ extension KenshoBench {
         Data(ConformanceMatrix.html(columns).utf8), to: folder.appendingPathComponent("kensho-matrix.html"))
       try AtomicFile.write(try ConformanceMatrix.json(columns), to: folder.appendingPathComponent("kensho-matrix.json"))
       for c in columns {
-        let grades = Dictionary(grouping: c.report.rules, by: \.grade).mapValues(\.count)
+        let grades = Dictionary(grouping: c.report.rules, by: \.grade.label).mapValues(\.count)
         print(
           SafeText.escape(
             "\(c.implementation): "

@@ -16,6 +16,18 @@ final class HistoryRecorder: Sendable {
     var ids: [String: Int32] = [:]
     var streamById: [String: Int32] = [:]
     var bytes: Int64 = 0
+    /// The last names and stream ids looked up: most messages repeat their neighbours', and
+    /// comparing a short string costs less than hashing it.
+    var recentWorkers: [(name: String, id: Int32)] = []
+    var nextRecent = 0
+    var recentStream: (id: String, index: Int32)?
+
+    mutating func stream(_ id: String) -> Int32? {
+      if let r = recentStream, r.id == id { return r.index }
+      guard let index = streamById[id] else { return nil }
+      recentStream = (id, index)
+      return index
+    }
   }
 
   private let state: Mutex<State>
@@ -48,7 +60,18 @@ final class HistoryRecorder: Sendable {
   }
 
   private func worker(_ s: inout State, _ name: String) -> Int32 {
-    if let id = s.ids[name] { return id }
+    for r in s.recentWorkers where r.name == name { return r.id }
+    if let id = s.ids[name] {
+      // The recorder's own copy of the name, not the message's.
+      let own = s.h.workers[Int(id)]
+      if s.recentWorkers.count < 4 {
+        s.recentWorkers.append((own, id))
+      } else {
+        s.recentWorkers[s.nextRecent] = (own, id)
+        s.nextRecent = (s.nextRecent + 1) % 4
+      }
+      return id
+    }
     let id = Int32(truncatingIfNeeded: s.h.workers.count)
     Self.metered(&s, meter) { s in
       let copy = name.freshCopy
@@ -103,7 +126,7 @@ final class HistoryRecorder: Sendable {
     }
   }
 
-  func streamIndex(_ streamId: String) -> Int32? { state.withLock { $0.streamById[streamId] } }
+  func streamIndex(_ streamId: String) -> Int32? { state.withLock { $0.stream(streamId) } }
 
   /// `callAgentStream` returned `streamId` for stream `index`.
   func opened(_ index: Int32, streamId: String, traceId: String?, at t: Int64) {
@@ -136,7 +159,7 @@ final class HistoryRecorder: Sendable {
     return state.withLock { s in
       let from = worker(&s, m.sourceWorker)
       let to = m.targetWorker == KenshoMessage.broadcastTarget ? WireRecord.broadcast : worker(&s, m.targetWorker)
-      let stream = m.streamId.flatMap { s.streamById[$0] } ?? WireRecord.none
+      let stream = m.streamId.flatMap { s.stream($0) } ?? WireRecord.none
       var problemIndex = WireRecord.none
       if let problem {
         problemIndex = Int32(truncatingIfNeeded: s.h.problems.count)

@@ -23,52 +23,84 @@ extension JSONValue {
     }
   }
 
-  /// A 64-bit fingerprint that is equal for values equal under ``ijsonEquals(_:)`` (FNV-1a over a
-  /// canonical form: numbers as doubles, object members sorted by key). Checks compare
-  /// fingerprints so that a run's history never holds payloads.
+  /// A 64-bit fingerprint that is equal for values equal under ``ijsonEquals(_:)``: numbers
+  /// hashed as doubles (-0 as 0), strings by their UTF-8 bytes, arrays in order, and object
+  /// members combined by a commutative sum of their own hashes, so that member order does not
+  /// matter and nothing is sorted. Checks compare fingerprints so that a run's history never
+  /// holds payloads.
   public var ijsonFingerprint: UInt64 {
-    var h = FNV()
+    var h = Mix()
     Self.feed(self, into: &h)
-    return h.value
+    return h.finish()
   }
 
-  private static func feed(_ v: JSONValue, into h: inout FNV) {
+  private static func feed(_ v: JSONValue, into h: inout Mix) {
     switch v {
-    case .null: h.byte(0)
-    case .bool(let b): h.byte(b ? 1 : 2)
+    case .null: h.word(0x6E75_6C6C)
+    case .bool(let b): h.word(b ? 0x7472_7565 : 0x6661_6C73)
     case .int, .double:
-      h.byte(3)
       var d = v.doubleValue ?? .nan
       if d == 0 { d = 0 }  // -0 and 0 are one number
+      h.word(3)
       h.word(d.isNaN ? Double.nan.bitPattern : d.bitPattern)
     case .string(let s):
-      h.byte(4)
-      for byte in s.utf8 { h.byte(byte) }
-      h.byte(0xFF)
+      h.word(4)
+      h.string(s)
     case .array(let a):
-      h.byte(5)
+      h.word(5)
       h.word(UInt64(a.count))
       for e in a { feed(e, into: &h) }
     case .object(let o):
-      h.byte(6)
+      h.word(6)
       h.word(UInt64(o.count))
-      for key in o.keys.sorted(by: { $0.unicodeScalars.lexicographicallyPrecedes($1.unicodeScalars) }) {
-        for byte in key.utf8 { h.byte(byte) }
-        h.byte(0xFF)
-        if let value = o[key] { feed(value, into: &h) }
+      var members: UInt64 = 0
+      for (key, value) in o {
+        var m = Mix()
+        m.string(key)
+        feed(value, into: &m)
+        members = members &+ m.finish()
       }
+      h.word(members)
     }
   }
 }
 
-/// FNV-1a, 64 bits.
-private struct FNV {
-  var value: UInt64 = 0xcbf2_9ce4_8422_2325
-  mutating func byte(_ b: UInt8) {
-    value ^= UInt64(b)
-    value = value &* 0x100_0000_01b3
-  }
+/// A 64-bit streaming hash: each word is folded in with a multiply and a rotation, and the
+/// result goes through the SplitMix64 finalizer. Not cryptographic: it tells payloads apart.
+private struct Mix {
+  private var value: UInt64 = 0x9E37_79B9_7F4A_7C15
+
   mutating func word(_ w: UInt64) {
-    for shift in stride(from: 0, to: 64, by: 8) { byte(UInt8(truncatingIfNeeded: w >> UInt64(shift))) }
+    value = ((value ^ w) &* 0xBF58_476D_1CE4_E5B9)
+    value = (value << 31) | (value >> 33)
+  }
+
+  mutating func string(_ s: String) {
+    var s = s
+    s.withUTF8 { bytes in
+      var i = 0
+      while i + 8 <= bytes.count {
+        var w: UInt64 = 0
+        for k in 0..<8 { w |= UInt64(bytes[i + k]) << UInt64(8 * k) }
+        word(w)
+        i += 8
+      }
+      var tail: UInt64 = 0
+      var shift: UInt64 = 0
+      while i < bytes.count {
+        tail |= UInt64(bytes[i]) << shift
+        shift += 8
+        i += 1
+      }
+      word(tail)
+      word(UInt64(bytes.count))
+    }
+  }
+
+  func finish() -> UInt64 {
+    var z = value
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
   }
 }

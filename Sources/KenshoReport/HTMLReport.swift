@@ -59,8 +59,8 @@ public enum HTMLReport {
         ["rule", "level", "grade", "text", "evidence"],
         report.rules.map { rule in
           [
-            .el("span", [("id", "rule-\(rule.id)")], text: rule.id), .text(rule.level),
-            .el("span", [("class", "grade \(rule.grade)")], text: rule.grade),
+            .el("span", [("id", "rule-\(rule.id)")], text: rule.id), .text(rule.level.rawValue),
+            .el("span", [("class", "grade \(rule.grade.label)")], text: rule.grade.label),
             .text(rule.text),
             .el(
               "details", [],

@@ -25,7 +25,7 @@ public enum ConformanceMatrix {
       .object([
         "id": .string(rule.id), "level": .string(rule.level.rawValue),
         "grades": .array(
-          columns.map { c in .string(c.report.rules.first { $0.id == rule.id }?.grade ?? "UNTESTED") }),
+          columns.map { c in .string((c.report.rules.first { $0.id == rule.id }?.grade ?? .untested).rawValue) }),
       ])
     }
     return try KenshoCodec.encode(
@@ -45,8 +45,8 @@ public enum ConformanceMatrix {
         [.el("td", [("title", rule.text)], text: rule.id), .el("td", text: rule.level.rawValue)]
           + columns.map { c in
             let grade = c.report.rules.first { $0.id == rule.id }
-            let label = Markup.el(
-              "span", [("class", "grade \(grade?.grade ?? "UNTESTED")")], text: grade?.grade ?? "UNTESTED")
+            let word = (grade?.grade ?? .untested).label
+            let label = Markup.el("span", [("class", "grade \(word)")], text: word)
             let evidence = (grade?.evidence ?? []).joined(separator: "\n")
             guard let link = c.link else { return .el("td", [("title", evidence)], [label]) }
             return .el("td", [("title", evidence)], [.el("a", [("href", "\(link)#rule-\(rule.id)")], [label])])

@@ -1,6 +1,6 @@
 public import Foundation
 import KenshoHarness
-import KenshoProtocol
+public import KenshoProtocol
 public import KenshoVerdict
 
 #if canImport(Glibc)
@@ -59,10 +59,10 @@ public struct RunReport: Sendable, Codable {
   /// The grade of one rule over every scenario that cites it.
   public struct RuleGrade: Sendable, Codable {
     public var id: String
-    public var level: String
+    public var level: KSPRule.Level
     public var text: String
-    /// `OK`, `NON-STRICT`, `FAILED`, `ERROR`, `UNSUPPORTED`, or `UNTESTED` (``Verdict/label``).
-    public var grade: String
+    /// The rule's grade (shown to people as ``Verdict/label``).
+    public var grade: Verdict
     /// The scenarios and checks behind the grade.
     public var evidence: [String]
   }
@@ -94,7 +94,7 @@ public struct RunReport: Sendable, Codable {
         r.checks.filter { $0.rule == rule.id }.map { "\(r.name) › \($0.name): \($0.verdict.label)" }
       }
       return RuleGrade(
-        id: rule.id, level: rule.level.rawValue, text: rule.text, grade: g.verdict.label, evidence: evidence)
+        id: rule.id, level: rule.level, text: rule.text, grade: g.verdict, evidence: evidence)
     }
   }
 

@@ -8,9 +8,13 @@ public struct ChunkGenerator: Sendable {
   private let text: String
   private let block: [UInt8]
   private let blockBase64Tail: String
+  /// Approximate payload size in bytes, for throughput figures (computed once: it is read for
+  /// every chunk delivered).
+  public let approximateBytes: Int
 
   public init(content: ChunkContent, seed: UInt64) {
     self.content = content
+    approximateBytes = Self.approximateBytes(content)
     var rng = SplitMix64(seed: seed)
     switch content {
     case .text(let size):
@@ -71,8 +75,7 @@ public struct ChunkGenerator: Sendable {
     }
   }
 
-  /// Approximate payload size in bytes, for throughput figures.
-  public var approximateBytes: Int {
+  private static func approximateBytes(_ content: ChunkContent) -> Int {
     switch content {
     case .sequence: 8
     case .json(let v): (try? KenshoCodec.encode(v).count) ?? 0

@@ -250,3 +250,48 @@ struct HostileAdapterTests {
     try await expectHostile(h, within: 6 + 5)
   }
 }
+
+/// The same misbehaviours through the command line: only `--deadline` bounds them (the adapter
+/// timeout is a minute), and the run must still end with every report written.
+@Suite("Hostile adapters through kensho-bench (issue #14)", .serialized, .enabled(if: hasPython, "needs python3"))
+struct HostileCommandLineTests {
+  @Test(
+    "--deadline holds whatever the adapter does: ERROR, every report written and complete, nothing left",
+    arguments: ["hang", "stdout-flood", "close-stdout", "stats-hang"])
+  func deadlineHolds(_ mode: String) throws {
+    let out = FileManager.default.temporaryDirectory.appendingPathComponent("kensho-hostile-cli-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: out) }
+    let tag = "kensho-hostile-\(UUID().uuidString)"
+    let deadline = 4.0
+    let started = Date()
+    let process = try startKenshoBench([
+      "Scenarios/ordering-seed.json", "Scenarios/error-thrown.json", "--out", out.path, "--impl",
+      hostileCommand(mode, tag: tag), "--deadline", "\(deadline)", "--adapter-timeout", "60",
+    ])
+    // Two scenarios, each bounded by the deadline plus the watchdog's 5 s.
+    let bound = 2 * (deadline + 5)
+    let took = waitForExit(process, within: bound + 10)
+    if took == nil {
+      process.terminate()
+      process.waitUntilExit()
+    }
+    let seconds = Date().timeIntervalSince(started)
+    #expect(took != nil && seconds <= bound, "\(mode): took \(seconds) s, more than \(bound) s")
+    #expect(process.terminationReason == .exit && process.terminationStatus == 1, "\(mode): exit \(process.terminationStatus)")
+    for file in ["kensho-report.json", "kensho-report.html", "kensho-junit.xml"] {
+      #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent(file).path), "\(mode): no \(file)")
+    }
+    let data = try Data(contentsOf: out.appendingPathComponent("kensho-report.json"))
+    let json = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+    #expect(json["complete"] as? Bool == true, "\(mode)")
+    let scenarios = try #require(json["scenarios"] as? [[String: Any]])
+    #expect(scenarios.count == 2, "\(mode)")
+    for s in scenarios {
+      #expect(s["verdict"] as? String == "error", "\(mode): \(s["name"] ?? "?") is \(s["verdict"] ?? "?")")
+      #expect(!((s["error"] as? String) ?? "").isEmpty, "\(mode): an ERROR must say why")
+    }
+    let left = leftovers(tag)
+    #expect(left.isEmpty, "\(mode): processes left behind: \(left)")
+    for line in left { _ = line.split(separator: " ").first.flatMap { Int32($0) }.map { kill($0, SIGKILL) } }
+  }
+}

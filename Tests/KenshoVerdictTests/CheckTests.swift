@@ -299,4 +299,67 @@ struct CheckTests {
     #expect(JSONValue.double(-0.0).ijsonFingerprint == JSONValue.int(0).ijsonFingerprint)
     #expect(JSONValue.string("1").ijsonFingerprint != JSONValue.int(1).ijsonFingerprint)
   }
+
+  @Test("I-JSON fingerprints: equal values agree and unequal ones differ, over 20 000 seeded random pairs")
+  func ijsonFingerprintProperty() {
+    var rng = SeededValues(seed: 32)
+    var distinct = 0
+    for _ in 0..<20_000 {
+      let a = rng.value(depth: 3)
+      // The same value rebuilt: members reinserted in another order, integers as doubles.
+      let same = SeededValues.rebuilt(a)
+      #expect(a.ijsonEquals(same) && a.ijsonFingerprint == same.ijsonFingerprint, "\(a)")
+      let b = rng.value(depth: 3)
+      if !a.ijsonEquals(b) {
+        distinct += 1
+        #expect(a.ijsonFingerprint != b.ijsonFingerprint, "collision: \(a) and \(b)")
+      }
+    }
+    #expect(distinct > 10_000)
+  }
+}
+
+/// Random JSON values from a seed, for property tests.
+struct SeededValues {
+  var state: UInt64
+  init(seed: UInt64) { state = seed }
+
+  mutating func next() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+  }
+
+  mutating func value(depth: Int) -> JSONValue {
+    switch next() % (depth > 0 ? 7 : 5) {
+    case 0: return .null
+    case 1: return .bool(next() % 2 == 0)
+    case 2: return .int(Int64(bitPattern: next()) % 1000)
+    case 3: return .double(Double(next() % 10_000) / 8)
+    case 4: return .string(String((0..<Int(next() % 6)).map { _ in "ab\u{e9}\u{1F600}"[Int(next() % 4)] }))
+    case 5: return .array((0..<Int(next() % 4)).map { _ in value(depth: depth - 1) })
+    default:
+      var o: [String: JSONValue] = [:]
+      for _ in 0..<Int(next() % 4) { o[["a", "b", "ab", "\u{e9}"][Int(next() % 4)]] = value(depth: depth - 1) }
+      return .object(o)
+    }
+  }
+
+  static func rebuilt(_ v: JSONValue) -> JSONValue {
+    switch v {
+    case .int(let i): return .double(Double(i))
+    case .array(let a): return .array(a.map(rebuilt))
+    case .object(let o):
+      var copy: [String: JSONValue] = [:]
+      for key in o.keys.sorted().reversed() { copy[key] = rebuilt(o[key] ?? .null) }
+      return .object(copy)
+    default: return v
+    }
+  }
+}
+
+extension String {
+  fileprivate subscript(_ i: Int) -> Character { self[index(startIndex, offsetBy: i)] }
 }

@@ -1,40 +1,5 @@
 import KenshoProtocol
 
-extension StreamTimeline {
-  /// Whether message `w`, delivered to the stream's consumer, refreshes the stream under
-  /// KSP-3.3: a data chunk, `stream_end` or `stream_error` from the stream's producer,
-  /// addressed to the consumer, that breaks no rule of KSP-1.1. Credit frames (sent the other
-  /// way), misaddressed or malformed messages and messages from any other worker never do.
-  static func refreshes(_ w: WireRecord, _ info: StreamInfo) -> Bool {
-    w.problem < 0 && w.from == info.producer && (w.to == info.consumer || w.to == WireRecord.broadcast)
-      && !w.creditFrame && (w.type == .streamChunk || w.type == .streamEnd || w.type == .streamError)
-  }
-
-  /// The stream's last activity under KSP-3.3, ns: its opening, or the latest message its
-  /// consumer's bus accepted from its producer before the stream ended — a data chunk, or a
-  /// `stream_end`/`stream_error` (held back while chunks are missing).
-  func lastActivity(_ h: History, stream s: Int, before end: Int64) -> Int64 {
-    let info = h.streams[s]
-    var last = info.openedAt
-    for d in deliveries where d.beforeTerminal && d.t <= end && d.to == info.consumer {
-      if Self.refreshes(h.wire[Int(d.message)], info) { last = max(last, d.t) }
-    }
-    return last
-  }
-
-  /// The latest message about the stream that reached its consumer before `end` and that must
-  /// not refresh it (KSP-3.3), with its time.
-  func latestNonRefreshing(_ h: History, stream s: Int, before end: Int64) -> (message: Int32, t: Int64)? {
-    let info = h.streams[s]
-    var latest: (Int32, Int64)?
-    for d in deliveries where d.beforeTerminal && d.t <= end && d.to == info.consumer {
-      guard !Self.refreshes(h.wire[Int(d.message)], info) else { continue }
-      if latest.map({ d.t >= $0.1 }) ?? true { latest = (d.message, d.t) }
-    }
-    return latest
-  }
-}
-
 /// KSP-3.3 (MUST): each chunk received from the stream's producer refreshes the stream's
 /// last-activity time, and so does a held-back `stream_end` or `stream_error`; a message
 /// dropped under KSP-1.2, 1.3 or 3.5, or sent by anyone but the producer, never does.

@@ -1,0 +1,40 @@
+import Foundation
+import KenshoProtocol
+public import KenshoScenario
+
+/// A performance threshold of the scenario (rule `PERF`, or the rule the metric speaks for).
+public struct MetricBound: Check {
+  public let metric: Metric
+  public let min: Double?
+  public let max: Double?
+  public let rule: String
+  public init(_ metric: Metric, min: Double?, max: Double?, rule: String) {
+    self.metric = metric
+    self.min = min
+    self.max = max
+    self.rule = rule
+  }
+
+  public var expected: String {
+    switch (min, max) {
+    case (let a?, let b?): "between \(a) and \(b)"
+    case (let a?, nil): "≥ \(a)"
+    case (nil, let b?): "≤ \(b)"
+    case (nil, nil): "anything"
+    }
+  }
+
+  public func judge(_ run: RunRecord) -> CheckOutcome {
+    guard let value = run.metrics.value(of: metric) else {
+      switch metric {
+      case .retainedBytes, .peakBytes: return .unsupported(memoryUnmeasured(run))
+      default: return .untested("\(metric.rawValue) was not measured in this run")
+      }
+    }
+    let ok = (min.map { value >= $0 } ?? true) && (max.map { value <= $0 } ?? true)
+    let observed = String(format: "%.3f", value)
+    return ok
+      ? .pass(observed: observed)
+      : .fail(observed: observed, Counterexample(text: "\(metric.rawValue) = \(observed), expected \(expected)"))
+  }
+}
