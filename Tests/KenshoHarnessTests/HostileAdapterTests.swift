@@ -277,7 +277,9 @@ struct HostileCommandLineTests {
     }
     let seconds = Date().timeIntervalSince(started)
     #expect(took != nil && seconds <= bound, "\(mode): took \(seconds) s, more than \(bound) s")
-    #expect(process.terminationReason == .exit && process.terminationStatus == 1, "\(mode): exit \(process.terminationStatus)")
+    #expect(
+      process.terminationReason == .exit && process.terminationStatus == 1, "\(mode): exit \(process.terminationStatus)"
+    )
     for file in ["kensho-report.json", "kensho-report.html", "kensho-junit.xml"] {
       #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent(file).path), "\(mode): no \(file)")
     }
