@@ -78,7 +78,8 @@ let package = Package(
       swiftSettings: strict
     ),
     .executableTarget(
-      name: "KenshoReferenceAdapter", dependencies: ["KenshoBus", "KenshoProtocol"], swiftSettings: strict),
+      name: "KenshoReferenceAdapter", dependencies: ["KenshoBus", "KenshoProtocol", "KenshoMemory"],
+      swiftSettings: strict),
     .testTarget(name: "KenshoScenarioTests", dependencies: ["KenshoScenario"], swiftSettings: strict),
     .testTarget(
       name: "KenshoHarnessTests", dependencies: ["KenshoHarness", "KenshoScenario", "KenshoReport", "KenshoVerdict"],

@@ -9,7 +9,22 @@
 // MODE makes the adapter itself misbehave (crash, hang, garbage, huge, wrong-version), for the
 // harness's own tests.
 import { createInterface } from 'node:readline';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { MessageBus, ManualClock, EmitterError, DEFECTS } from './kensho-bus.mjs';
+
+// The `memory` capability: the heap in use after a full collection. `gc` needs --expose-gc;
+// set at run time, it is reachable through a fresh context. Without it, no capability (the
+// harness then reads the process's resident size).
+let collect = globalThis.gc ?? null;
+if (!collect) {
+  try {
+    v8.setFlagsFromString('--expose-gc');
+    collect = vm.runInNewContext('gc');
+  } catch {
+    collect = null;
+  }
+}
 
 const args = process.argv.slice(2);
 const defects = [];
@@ -58,7 +73,8 @@ const ops = {
     return {
       protocol: 'kensho-adapter/1',
       implementation: { name: 'kensho-js', version: '0.1.0', language: 'javascript', defects },
-      capabilities: ['virtual_time', 'stats', 'cancel', 'seq', 'peer_down', 'flow_control']
+      capabilities: ['virtual_time', 'stats', 'cancel', 'seq', 'peer_down', 'flow_control',
+        ...(collect ? ['memory'] : [])]
         .filter((c) => !without.has(c)),
     };
   },
@@ -132,6 +148,18 @@ const ops = {
   peer_down(op) { busFor(op.worker).peerDown(op.peer); return {}; },
   advance(op) { clock.advanceTo(op.toMs); return {}; },
   stats(op) { return { stats: busFor(op.worker).stats() }; },
+  memory() {
+    if (!collect) throw new Error('no gc: the memory capability is off');
+    // Two passes: the first may leave objects whose finalizers the second collects.
+    collect();
+    collect();
+    const usage = process.memoryUsage();
+    return { memory: { heapUsedBytes: usage.heapUsed, residentBytes: usage.rss } };
+  },
+  heap_snapshot(op) {
+    if (typeof op.path !== 'string') throw new Error('heap_snapshot needs a path');
+    return { path: v8.writeHeapSnapshot(op.path) };
+  },
   dispose(op) {
     const bus = busFor(op.worker);
     bus.dispose();

@@ -27,6 +27,8 @@ export const DEFECTS = Object.freeze({
   'last-chunk-dropped': 'The emitter silently drops the last chunk before end (KSP-3.1, 4.1).',
   'cancel-from-anyone': 'A stream_cancel from any worker cancels the stream (KSP-7.3).',
   'throwing-callback-leaves-entry': 'An onEnd/onError that throws leaves the entry, and the sweep calls onError again (KSP-4.2).',
+  'finished-streams-kept': 'Every finished stream is kept in a side table of the consumer, forever; activeStreams stays right (KSP-9.2).',
+  'cancelled-emitters-kept': 'The producer keeps the emitter of every cancelled stream in a side table; its counts stay right (KSP-9.2).',
 });
 
 const TYPES = new Set(['request', 'response', 'broadcast', 'stream_request', 'stream_chunk', 'stream_end',
@@ -215,6 +217,7 @@ export class MessageBus {
     this.seen = new Set(); this.seenOrder = []; // recent stream_request ids (KSP-2.4)
     this.dropped = {}; this.callbackFailures = 0; this.received = 0; this.sent = 0;
     this.sweepTimer = null; this.disposed = false;
+    this.finishedStreams = []; this.cancelledEmitters = []; // only the two leak defects fill these
     this.prefix = Math.random().toString(36).slice(2, 8); this.counter = 0;
   }
 
@@ -413,6 +416,7 @@ export class MessageBus {
   terminal(streamId, entry, kind, value) {
     if (entry.done && !this.defects.has('entry-left-after-error')) return;
     entry.done = true;
+    if (this.defects.has('finished-streams-kept')) this.finishedStreams.push({ streamId, entry, value });
     try {
       entry.callbacks[kind]?.(value);
     } catch {
@@ -433,6 +437,7 @@ export class MessageBus {
       return this.drop('foreign_cancel'); // KSP-7.3
     }
     this.emitters.delete(m.streamId);
+    if (this.defects.has('cancelled-emitters-kept')) this.cancelledEmitters.push({ emitter, reason: m.payload });
     emitter.stop('cancelled', m.payload); // KSP-7.2; releases what the emitter holds (KSP-9.2)
   }
 

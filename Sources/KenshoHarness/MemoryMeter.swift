@@ -57,33 +57,92 @@ extension ReferenceRun {
   }
 }
 
-/// Memory above a baseline: this thread's net allocations in virtual time (exact, whatever
-/// other threads do), the process's `stats.allocated` in real time.
+/// Memory above a baseline. In process: this thread's net allocations in virtual time (exact,
+/// whatever other threads do), the process's `stats.allocated` in real time, less what the
+/// harness itself holds. Through adapters: what the implementation's processes report or the
+/// kernel says of them (``AdapterHost/memory()``), with the spread of readings at rest as a
+/// noise floor.
 final class MemoryMeter: Sendable {
-  let threadLocal: Bool
   let enabled: Bool
-  /// What the harness itself holds and must not be blamed on the bus (the run's history).
-  let excluding: @Sendable () -> Int64
-  private let marks = Mutex<(base: Int64, peak: Int64, end: Int64?)>((0, 0, nil))
+  /// How memory is measured, for reports.
+  var source: String {
+    guard warmUpStreams > 0 || warmUpChunks > 0 else { return what }
+    let after = [
+      warmUpStreams > 0 ? "\(warmUpStreams) streams completed" : nil,
+      warmUpChunks > 0 ? "\(warmUpChunks) chunks delivered" : nil,
+    ].compactMap { $0 }.joined(separator: " or ")
+    return "\(what); baseline taken again after a warm-up of \(after), whichever came first"
+  }
+  private let what: String
+  /// Reads memory; `fresh` asks for a new reading where readings are rationed.
+  private let reader: @Sendable (_ fresh: Bool) -> Int64?
+  /// Streams completed, or chunks delivered, after which the baseline is taken again (0: never):
+  /// a runtime with a compiler and lazily built tables grows once as code paths are first used,
+  /// which is not memory the streams retain.
+  let warmUpStreams: Int
+  let warmUpChunks: Int
+  private let rebased = Mutex(false)
+  /// Readings taken at rest for the baseline; their spread is the noise floor.
+  private let restingReadings: Int
+  private let marks = Mutex<(base: Int64, peak: Int64, end: Int64?, floor: Int64)>((0, 0, nil, 0))
 
+  /// The harness's own allocator: `excluding` is what the harness itself holds and must not be
+  /// blamed on the bus (the run's history).
   init(threadLocal: Bool, enabled: Bool = true, excluding: @escaping @Sendable () -> Int64 = { 0 }) {
-    self.threadLocal = threadLocal
     self.enabled = enabled
-    self.excluding = excluding
+    self.what = threadLocal ? "thread" : "process"
+    self.restingReadings = 1
+    self.warmUpStreams = 0
+    self.warmUpChunks = 0
+    self.reader = { _ in
+      let raw = threadLocal ? Jemalloc.threadNet() : Jemalloc.allocated().map(Int64.init)
+      return raw.map { $0 - excluding() }
+    }
   }
 
-  var source: String { threadLocal ? "thread" : "process" }
+  /// Memory read by `read`, described by `source`; the baseline is the last of three readings
+  /// at rest, and their spread the noise floor; it is taken again once `warmUp` streams have
+  /// completed.
+  init(
+    source: String, enabled: Bool, warmUpStreams: Int, warmUpChunks: Int,
+    read: @escaping @Sendable (_ fresh: Bool) -> Int64?
+  ) {
+    self.enabled = enabled
+    self.what = source
+    self.restingReadings = 3
+    self.warmUpStreams = warmUpStreams
+    self.warmUpChunks = warmUpChunks
+    self.reader = read
+  }
 
-  private func read() -> Int64? {
-    guard enabled else { return nil }
-    let raw = threadLocal ? Jemalloc.threadNet() : Jemalloc.allocated().map(Int64.init)
-    return raw.map { $0 - excluding() }
+  private func read(fresh: Bool = false) -> Int64? { enabled ? reader(fresh) : nil }
+
+  /// Takes the baseline again, once: the implementation has warmed up.
+  func passWarmUp() {
+    guard
+      rebased.withLock({ r in
+        defer { r = true }
+        return !r
+      }),
+      let now = read(fresh: true)
+    else { return }
+    marks.withLock { m in
+      m.base = now
+      m.peak = 0
+    }
   }
 
   func markBaseline() {
-    let now = read() ?? 0
-    marks.withLock { $0 = (now, 0, nil) }
+    var readings: [Int64] = []
+    for _ in 0..<restingReadings { if let r = read(fresh: true) { readings.append(r) } }
+    let now = readings.last ?? 0
+    let floor = (readings.max() ?? 0) - (readings.min() ?? 0)
+    marks.withLock { $0 = (now, 0, nil, floor) }
   }
+
+  /// The spread of the readings at rest before the run, bytes (0 for the harness's allocator,
+  /// which is exact).
+  var noiseFloor: Int { marks.withLock { Int($0.floor) } }
 
   func current() -> Int? {
     guard let now = read() else { return nil }
@@ -96,7 +155,7 @@ final class MemoryMeter: Sendable {
   func samplePeak() { _ = current() }
 
   func markEnd() {
-    guard let now = read() else { return }
+    guard let now = read(fresh: true) else { return }
     marks.withLock { m in
       m.peak = max(m.peak, now - m.base)
       m.end = now - m.base

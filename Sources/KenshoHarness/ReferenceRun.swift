@@ -69,8 +69,9 @@ final class ReferenceRun: Sendable {
     if let s = scenario.time.sweepIntervalMs { config.sweepInterval = Nanos.duration(ms: s) }
     sweepNanos = config.sweepInterval.nanoseconds
     defaultTimeoutNanos = config.streamTimeout.nanoseconds
+    // Per chunk only in process: through an adapter each reading is an operation (and a collection).
     samplePeakPerChunk =
-      options.measure
+      options.measure && options.adapterCommand == nil
       && scenario.expect.contains {
         if case .peakMemory = $0.kind { return true }
         if case .metric(.peakBytes, _, _) = $0.kind { return true }
@@ -177,12 +178,27 @@ final class ReferenceRun: Sendable {
           "UNSUPPORTED: \(hello.name) does not declare \(missing.joined(separator: ", ")), which this scenario needs"
       }
     }
-    // Memory is the harness process's: it says nothing about an implementation elsewhere.
+    // In process, the harness's allocator, less what the harness itself holds; through
+    // adapters, the implementation's own processes.
     let recorder = self.recorder
     let injector = self.faults
-    let memory = MemoryMeter(
-      threadLocal: manual != nil, enabled: options.measure && adapters == nil,
-      excluding: { recorder.bytes + injector.bytes })
+    let memory: MemoryMeter
+    if let adapters {
+      // The first tenth of the streams warm the implementation up (as the slope fit drops the
+      // first tenth of the samples).
+      let streams = scenario.workload.reduce(0) { $0 + $1.streams }
+      let chunks = scenario.workload.reduce(0) { sum, g in
+        let perStream = scenario.agents.first { $0.name == g.producers }?.methods[g.method]?.chunks ?? 0
+        return sum &+ g.streams &* perStream
+      }
+      memory = MemoryMeter(
+        source: adapters.memorySource, enabled: options.measure, warmUpStreams: streams >= 10 ? streams / 10 : 0,
+        warmUpChunks: chunks >= 100 ? chunks / 10 : 0
+      ) { fresh in adapters.memory(fresh: fresh) }
+    } else {
+      memory = MemoryMeter(
+        threadLocal: manual != nil, enabled: options.measure, excluding: { recorder.bytes + injector.bytes })
+    }
     state.withLock { $0.memory = memory }
     memory.markBaseline()
     let started = wall.nanoseconds()
@@ -309,8 +325,10 @@ final class ReferenceRun: Sendable {
     }
     var capabilities = Set(Capability.allCases)
     if let hello = adapters?.hello {
+      // The implementation's memory is always measured: its heap where it reports it (the
+      // `memory` capability), its processes' resident size otherwise.
       capabilities = Set(hello.capabilities.compactMap(Capability.init(rawValue:)))
-      capabilities.remove(.memory)
+      capabilities.insert(.memory)
     }
     if !options.measure { capabilities.remove(.memory) }
     return recorder.finish(

@@ -114,6 +114,103 @@ final class AdapterHost: Sendable {
   /// The latest timer an adapter may ask for: about 106 days, far below what the clock holds.
   static let maxTimerMs = 9e9
 
+  /// Whether the implementation reports its own heap (the `memory` capability).
+  var reportsHeap: Bool { hello.capabilities.contains("memory") }
+
+  /// How ``memory()`` measures, for reports.
+  var memorySource: String {
+    reportsHeap
+      ? "\(hello.name): heap in use after a collection, summed over its processes"
+      : "\(hello.name): resident set size of its processes"
+  }
+
+  private let lastMemory = Mutex<[String: Int64]>([:])
+  /// When the last reading was taken and what it cost: readings are rationed to about a tenth
+  /// of the wall time (a reading is an operation per process, and a collection in each).
+  private let rationing = Mutex<(at: ContinuousClock.Instant, took: Duration, total: Int64?)?>(nil)
+  /// The largest heap an adapter may report: 1 PiB.
+  static let maxHeapBytes: Int64 = 1 << 50
+
+  /// The implementation's memory in bytes, summed over its processes: each one's heap in use
+  /// after a collection where the adapter declares `memory` (op `memory`), the resident set of
+  /// its process group otherwise. A process that is gone (a crash) counts with its last reading,
+  /// so that a crash does not look like memory returned. Nil when a reading failed.
+  func memory(fresh: Bool) -> Int64? {
+    let started = ContinuousClock.now
+    if !fresh, let last = rationing.withLock({ $0 }), let total = last.total,
+      started - last.at < max(.milliseconds(20), last.took * 10)
+    {
+      return total
+    }
+    let total = readMemory()
+    let took = ContinuousClock.now - started
+    rationing.withLock { $0 = (started, took, total) }
+    return total
+  }
+
+  /// Heap snapshots of every live process, for a failed leak verdict, written by the processes
+  /// themselves (op `heap_snapshot`, optional): the paths and how to open them, or why there
+  /// are none. A process that cannot write one is not at fault.
+  func heapSnapshots(scenario: String, into directory: String?) -> String {
+    let base = directory ?? FileManager.default.temporaryDirectory.path
+    let folder = URL(fileURLWithPath: base, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
+      .standardizedFileURL
+    try? FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    let safe = { (s: String) in String(s.map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "_" }) }
+    var written: [String] = []
+    var refusal: String?
+    for (key, process) in processes.sorted(by: { $0.key < $1.key }) where !dead.withLock({ $0.contains(key) }) {
+      let path = folder.appendingPathComponent("\(safe(scenario))-\(safe(key)).heapsnapshot").path
+      do {
+        let (_, ack) = try process.perform("heap_snapshot", ["path": .string(path)])
+        written.append(ack["path"]?.stringValue ?? path)
+      } catch {
+        refusal = error.description
+        break
+      }
+    }
+    guard !written.isEmpty else {
+      return "the implementation wrote no heap snapshot (\(refusal ?? "no process left")); "
+        + "an adapter can write one on the optional heap_snapshot operation (docs/ADAPTER-PROTOCOL.md)"
+    }
+    return "heap snapshots of the implementation: \(written.joined(separator: ", ")); open them in Chrome DevTools "
+      + "(Memory, Load profile) and look at what the retained objects are kept by"
+  }
+
+  private func readMemory() -> Int64? {
+    var total: Int64 = 0
+    for (key, process) in processes.sorted(by: { $0.key < $1.key }) {
+      let gone = dead.withLock { $0.contains(key) }
+      var reading: Int64?
+      if !gone {
+        if reportsHeap {
+          guard let worker = agentOf.first(where: { $0.value == key })?.key,
+            let ack = perform(worker, "memory")
+          else { return nil }
+          guard let heap = ack["memory"]?.objectValue?["heapUsedBytes"], let bytes = heap.intValue, bytes >= 0,
+            bytes <= Self.maxHeapBytes
+          else {
+            fail(
+              worker,
+              "\(process.label) answered memory without memory.heapUsedBytes, a number of bytes from 0 to \(Self.maxHeapBytes)"
+            )
+            return nil
+          }
+          reading = bytes
+        } else {
+          reading = ProcessMemory.group(process.pid)?.resident
+        }
+      }
+      let value = lastMemory.withLock { last in
+        if let reading { last[key] = reading }
+        return last[key]
+      }
+      guard let value else { return nil }
+      total += value
+    }
+    return total
+  }
+
   /// The workers hosted by the process that hosts `worker`.
   func hosted(with worker: String) -> Set<String> {
     guard let agent = agentOf[worker] else { return [] }

@@ -63,6 +63,20 @@ public struct ScenarioRunner: Sendable {
     // What an implementation does wrong after the workload (a failed or missing stats answer,
     // a dispose or shutdown it does not honour) is an error too, never a pass.
     var adapterFailed = run.startupFailure != nil
+    let record = RunRecord(history: history, metrics: metrics)
+    var checks = scenario.expect.map { Judge.judge($0, record) }
+    let leakFailed = checks.contains {
+      ($0.name == Expectation.Kind.noLeak(maxBytesPerStream: nil, maxBytesPerChunk: nil).name
+        || ($0.name == Expectation.Kind.memoryReturns(maxBytes: 0).name && run.adapters != nil)) && $0.verdict == .fail
+    }
+    // The evidence of a leak, taken while the leaked objects are still alive: a heap profile of
+    // the reference, heap snapshots of an implementation's processes.
+    var profile: String?
+    if leakFailed {
+      profile =
+        run.adapters.map { $0.heapSnapshots(scenario: scenario.name, into: options.profileDirectory) }
+        ?? HeapProfile.dump(scenario: scenario.name, into: options.profileDirectory)
+    }
     if let host = run.adapters {
       for bus in run.buses.values { bus.dispose() }
       let shutdownFailure = host.shutdown()
@@ -71,8 +85,6 @@ public struct ScenarioRunner: Sendable {
         if problem == nil || !(problem ?? "").hasPrefix("UNSUPPORTED") { problem = failure }
       }
     }
-    let record = RunRecord(history: history, metrics: metrics)
-    var checks = scenario.expect.map { Judge.judge($0, record) }
     if let problem, problem.hasPrefix("UNSUPPORTED") {
       checks = checks.map { c in
         var u = c
@@ -98,11 +110,6 @@ public struct ScenarioRunner: Sendable {
           expected: "every stream terminal before the deadline", observed: problem,
           detail: failed ? "the failures below were seen before the run stopped" : nil), at: 0)
     }
-    let leakFailed = checks.contains {
-      $0.name == Expectation.Kind.noLeak(maxBytesPerStream: nil, maxBytesPerChunk: nil).name && $0.verdict == .fail
-    }
-    // Dump the heap while the leaked objects are still alive.
-    let profile = leakFailed ? HeapProfile.dump(scenario: scenario.name, into: options.profileDirectory) : nil
     if run.adapters == nil { for bus in run.buses.values { bus.dispose() } }
     let verdict = checks.map(\.verdict).max() ?? .pass
     let (samples, trace, histograms) = run.state.withLock { s in
@@ -217,6 +224,7 @@ public struct ScenarioRunner: Sendable {
         m.retainedBytes = memory.retained
         m.peakBytes = memory.peak
         m.memorySource = memory.source
+        m.memoryNoiseFloorBytes = memory.noiseFloor
       }
       m.messages = Dictionary(uniqueKeysWithValues: s.wire.map { ($0.key.rawValue, $0.value) })
       m.dropped = dropped

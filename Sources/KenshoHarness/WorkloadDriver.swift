@@ -137,7 +137,8 @@ extension ReferenceRun {
     let wallNow = wall.nanoseconds()
     var digestBytes: Data?
     if digests, case .string(let text) = value { digestBytes = Base64.decode(text) }
-    let (cancel, shouldThrow, streamId): (Bool, Bool, String?) = state.withLock { s in
+    let (cancel, shouldThrow, streamId, delivered, memory): (Bool, Bool, String?, Int, MemoryMeter?) = state.withLock {
+      s in
       let (cancel, shouldThrow, streamId, sent, opened) = s.update(stream) { r in
         let index = r.received
         r.received += 1
@@ -161,7 +162,10 @@ extension ReferenceRun {
       if let opened, options.measure { _ = s.firstChunk.record(UInt64(max(0, now - opened))) }
       s.delivered += 1
       s.bytesDelivered += generator?.approximateBytes ?? 0
-      return (cancel, shouldThrow, streamId)
+      return (cancel, shouldThrow, streamId, s.delivered, s.memory)
+    }
+    if let memory, memory.warmUpChunks > 0, delivered == memory.warmUpChunks {
+      _ = clock.schedule(at: clock.nanoseconds()) { memory.passWarmUp() }
     }
     recorder.record(.onChunk(Int32(stream), payload: value.ijsonFingerprint), at: now)
     if samplePeakPerChunk { state.withLock { $0.memory }?.samplePeak() }
@@ -183,7 +187,7 @@ extension ReferenceRun {
     case .end(let summary): recorder.record(.onEnd(Int32(stream), summary: summary.ijsonFingerprint), at: now)
     case .error(let e): recorder.record(.onError(Int32(stream), error: recorder.error(e)), at: now)
     }
-    let (first, group, shouldThrow, done): (Bool, Int, Bool, Bool) = state.withLock { s in
+    let (first, group, shouldThrow, done, completed): (Bool, Int, Bool, Bool, Int) = state.withLock { s in
       var completion: UInt64?
       let (first, group, streamId): (Bool, Int, String?) = s.update(stream) { r in
         r.terminals += 1
@@ -204,11 +208,18 @@ extension ReferenceRun {
       let throwing = scenario.workload[group].throwingCallbacks.contains(kind)
       if first && s.completed == s.totalStreams && !s.done {
         s.done = true
-        return (first, group, throwing, true)
+        return (first, group, throwing, true, s.completed)
       }
-      return (first, group, throwing, false)
+      return (first, group, throwing, false, s.completed)
     }
     if done { finished.signal() }
+    // The implementation has warmed up: the memory baseline is taken again, outside this
+    // callback (through an adapter, a reading is an operation of its own).
+    if first, let memory = state.withLock({ $0.memory }), memory.warmUpStreams > 0, completed == memory.warmUpStreams,
+      completed < state.withLock({ $0.totalStreams })
+    {
+      _ = clock.schedule(at: clock.nanoseconds()) { memory.passWarmUp() }
+    }
     // Closed model: a finished stream makes room for the next one.
     if first && scenario.workload[group].ratePerSecond == nil { openNext(group: group) }
     if shouldThrow { throw HarnessThrow.byScenario }

@@ -4,6 +4,7 @@
 //   kensho-bench Scenarios/ --impl .build/debug/kensho-ref-adapter
 import Foundation
 import KenshoBus
+import KenshoMemory
 import KenshoProtocol
 import Synchronization
 
@@ -55,6 +56,11 @@ let output = Output()
 let clock = ManualClock()
 var buses: [String: MessageBus] = [:]
 let emitters = Mutex<[String: StreamEmitter]>([:])
+
+/// Drops an emitter that has finished, was cancelled or lost its bus.
+func forgetIfDone(_ emitter: StreamEmitter, _ streamId: String) {
+  if !emitter.isActive { emitters.withLock { _ = $0.removeValue(forKey: streamId) } }
+}
 var configuration = BusConfiguration()
 
 func milliseconds(_ v: JSONValue?) -> Duration? { v?.doubleValue.map(Nanos.duration(ms:)) }
@@ -70,7 +76,7 @@ func milliseconds(_ v: JSONValue?) -> Duration? { v?.doubleValue.map(Nanos.durat
     return [
       "protocol": "kensho-adapter/1",
       "implementation": ["name": "kensho-reference", "version": "0.1.0", "language": "swift"],
-      "capabilities": ["virtual_time", "stats", "cancel", "seq", "peer_down", "flow_control"],
+      "capabilities": ["virtual_time", "stats", "cancel", "seq", "peer_down", "flow_control", "memory"],
     ]
   case "configure":
     if let t = milliseconds(op["streamTimeoutMs"]) { configuration.streamTimeout = t }
@@ -85,12 +91,18 @@ func milliseconds(_ v: JSONValue?) -> Duration? { v?.doubleValue.map(Nanos.durat
     let method = op["method"]?.stringValue ?? ""
     let throwsError = op["throws"].flatMap { try? KenshoCodec.serializedError($0, path: "$.throws") }
     try bus().registerStreamMethod(method) { args, stream in
-      emitters.withLock { $0[stream.streamId] = stream }
+      // Kept while it is active, and no longer: the adapter must not leak what the bus frees.
+      let id = stream.streamId
+      emitters.withLock { $0[id] = stream }
+      stream.onCancel { _ in _ = emitters.withLock { $0.removeValue(forKey: id) } }
       output.emit([
         "event": "handler", "worker": .string(worker), "method": .string(method), "streamId": .string(stream.streamId),
         "args": args,
       ])
-      if let throwsError { throw throwsError }
+      if let throwsError {
+        _ = emitters.withLock { $0.removeValue(forKey: id) }
+        throw throwsError
+      }
     }
     return [:]
   case "call":
@@ -128,6 +140,7 @@ func milliseconds(_ v: JSONValue?) -> Duration? { v?.doubleValue.map(Nanos.durat
   case "chunk", "end", "error":
     let streamId = op["streamId"]?.stringValue ?? ""
     guard let emitter = emitters.withLock({ $0[streamId] }) else { return ["result": "closed"] }
+    defer { forgetIfDone(emitter, streamId) }
     do {
       switch op["op"]?.stringValue {
       case "chunk": try emitter.chunk(op["data"] ?? .null)
@@ -159,6 +172,7 @@ func milliseconds(_ v: JSONValue?) -> Duration? { v?.doubleValue.map(Nanos.durat
   case "chunks":
     let streamId = op["streamId"]?.stringValue ?? ""
     guard let emitter = emitters.withLock({ $0[streamId] }) else { return ["result": "closed", "sent": 0] }
+    defer { forgetIfDone(emitter, streamId) }
     var sent = 0
     do {
       for data in op["data"]?.arrayValue ?? [] {
@@ -184,6 +198,10 @@ func milliseconds(_ v: JSONValue?) -> Duration? { v?.doubleValue.map(Nanos.durat
     while clock.runNext(notAfter: target) {}
     clock.advance(by: .nanoseconds(max(0, target - clock.nanoseconds())))
     return [:]
+  case "memory":
+    // jemalloc's bytes in use: exact, so there is nothing to collect first.
+    guard let allocated = Jemalloc.allocated() else { throw SerializedError(message: "no jemalloc statistics") }
+    return ["memory": ["heapUsedBytes": .int(Int64(clamping: allocated))]]
   case "stats":
     let s = try bus().stats
     var dropped: [String: JSONValue] = [:]
@@ -197,6 +215,7 @@ func milliseconds(_ v: JSONValue?) -> Duration? { v?.doubleValue.map(Nanos.durat
     ]
   case "dispose":
     try bus().dispose()
+    emitters.withLock { $0 = $0.filter { $0.value.isActive } }
     return [:]
   case "shutdown":
     return [:]

@@ -137,8 +137,11 @@ func disturbance(_ run: RunRecord, forged: [(message: Int32, to: History.Worker,
 }
 
 func memoryUnmeasured(_ run: RunRecord) -> String {
-  run.has(.memory) ? "memory was not measured (measurement off)" : "memory is not measured through an adapter"
+  run.has(.memory) ? "memory was not measured (measurement off, or a reading failed)" : "memory is not measured"
 }
+
+/// "; noise floor 4096 B" when readings at rest spread (the bound is widened by that much).
+func floorNote(_ floor: Int) -> String { floor > 0 ? "; noise floor \(floor) B" : "" }
 
 extension Metrics {
   /// The value of a scenario metric, when this run measured it.

@@ -54,8 +54,12 @@ public struct Metrics: Sendable, Hashable, Codable {
   public var retainedBytes: Int?
   /// Highest memory above the baseline during the run.
   public var peakBytes: Int?
-  /// How memory was measured: `thread` (one thread's allocations, exact) or `process`.
+  /// How memory was measured: `thread` (one thread's allocations, exact), `process`, or what an
+  /// implementation behind an adapter reported (its heap after a collection, or its resident set).
   public var memorySource: String?
+  /// The spread of memory readings at rest before the run, bytes: the memory checks allow it on
+  /// top of their bounds (0 in process, where the allocator's counters are exact).
+  public var memoryNoiseFloorBytes: Int?
   /// Messages on the wire, by type.
   public var messages: [String: Int] = [:]
   /// Messages dropped by the buses, by reason.

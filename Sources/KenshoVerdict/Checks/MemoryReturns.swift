@@ -15,9 +15,12 @@ public struct MemoryReturns: Check {
   public func judge(_ run: RunRecord) -> CheckOutcome {
     guard let retained = run.metrics.retainedBytes else { return .unsupported(memoryUnmeasured(run)) }
     guard run.metrics.streamsCompleted > 0 else { return .untested("no stream completed") }
-    let observed = "\(retained) B (\(run.metrics.memorySource ?? ""))"
-    return retained <= maxBytes
+    let floor = run.metrics.memoryNoiseFloorBytes ?? 0
+    let observed = "\(retained) B (\(run.metrics.memorySource ?? "")\(floorNote(floor)))"
+    return retained <= maxBytes + floor
       ? .pass(observed: observed)
-      : .fail(observed: observed, Counterexample(text: "\(retained) B still allocated once every stream was terminal"))
+      : .fail(
+        observed: observed,
+        Counterexample(text: "\(retained) B still allocated once every stream was terminal\(floorNote(floor))"))
   }
 }

@@ -26,8 +26,15 @@ public struct NoLeak: Check {
     if measured.contains(where: { $0.2 == nil }) {
       return .untested("too few memory samples, or no spread in the work done, to fit a slope (sampleEveryMs)")
     }
-    let observed = measured.map { String(format: "%.1f B %@", $0.2 ?? 0, $0.0) }.joined(separator: ", ")
-    if let bad = measured.first(where: { ($0.2 ?? 0) > $0.1 }) {
+    // The noise floor spread over the work done: what noise alone can add to a slope.
+    let floor = Double(m.memoryNoiseFloorBytes ?? 0)
+    let slack = [
+      "per stream": floor / Double(max(1, m.streamsCompleted)), "per chunk": floor / Double(max(1, m.chunksDelivered)),
+    ]
+    let observed =
+      measured.map { String(format: "%.1f B %@", $0.2 ?? 0, $0.0) }.joined(separator: ", ")
+      + floorNote(Int(floor))
+    if let bad = measured.first(where: { ($0.2 ?? 0) > $0.1 + (slack[$0.0] ?? 0) }) {
       return .fail(
         observed: observed,
         Counterexample(text: String(format: "memory grows by %.1f B %@ of work done: a leak", bad.2 ?? 0, bad.0)))

@@ -15,8 +15,10 @@ public struct PeakMemory: Check {
   public func judge(_ run: RunRecord) -> CheckOutcome {
     guard let peak = run.metrics.peakBytes else { return .unsupported(memoryUnmeasured(run)) }
     guard run.metrics.chunksDelivered > 0 else { return .untested("no chunk was delivered") }
-    let observed = "\(peak) B (\(run.metrics.memorySource ?? ""))"
-    return peak <= maxBytes
-      ? .pass(observed: observed) : .fail(observed: observed, Counterexample(text: "\(peak) B above baseline at peak"))
+    let floor = run.metrics.memoryNoiseFloorBytes ?? 0
+    let observed = "\(peak) B (\(run.metrics.memorySource ?? "")\(floorNote(floor)))"
+    return peak <= maxBytes + floor
+      ? .pass(observed: observed)
+      : .fail(observed: observed, Counterexample(text: "\(peak) B above baseline at peak\(floorNote(floor))"))
   }
 }
