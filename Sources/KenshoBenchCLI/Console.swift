@@ -33,8 +33,9 @@ final class Console {
   private var liveShown = false
   private var lastDraw = Date.distantPast
 
-  init(quiet: Bool, verbose: Bool, heartbeat: Double, environment: [String: String] = ProcessInfo.processInfo.environment)
-  {
+  init(
+    quiet: Bool, verbose: Bool, heartbeat: Double, environment: [String: String] = ProcessInfo.processInfo.environment
+  ) {
     let terminal = isatty(STDOUT_FILENO) != 0
     mode = quiet ? .quiet : terminal ? .live : .lines
     self.verbose = verbose
@@ -89,13 +90,15 @@ final class Console {
       }
     }
     let escaped = SafeText.escape(name)
+    let note = SafeText.escape(note)
     switch mode {
     case .quiet: return
     case .live:
       guard Date().timeIntervalSince(lastDraw) >= 0.1 || progress == nil else { return }
       lastDraw = Date()
       let total = clock(Date().timeIntervalSince(started))
-      var line = "[\(position) \(total)] \(escaped)\(note.isEmpty ? "" : " (\(note))")  " + parts.joined(separator: "  ")
+      var line =
+        "[\(position) \(total)] \(escaped)\(note.isEmpty ? "" : " (\(note))")  " + parts.joined(separator: "  ")
       let width = Self.terminalWidth()
       if line.count >= width { line = String(line.prefix(max(1, width - 2))) + "…" }
       print("\r" + line + "\u{1B}[K", terminator: "")

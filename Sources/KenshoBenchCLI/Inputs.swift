@@ -93,7 +93,8 @@ enum Inputs {
   static func isOurs(_ name: String, inHgrm: Bool) -> Bool {
     if inHgrm { return name.hasSuffix(".hgrm") || isTemporary(name, of: ".hgrm") }
     if reportNames.contains(name) { return true }
-    if name.hasSuffix(".heap") && name.dropLast(5).allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) {
+    if name.hasSuffix(".heap") && name.dropLast(5).allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" })
+    {
       return true
     }
     return reportNames.contains { isTemporary(name, of: $0) }

@@ -272,7 +272,9 @@ extension KenshoBench {
       }
       guard !names.isEmpty else { throw ValidationError("--format needs at least one of json, html, junit") }
       guard !out.isEmpty else { throw ValidationError("--out must name a folder") }
-      guard (1...1000).contains(repeats) else { throw ValidationError("--repeat must be from 1 to 1000, got \(repeats)") }
+      guard (1...1000).contains(repeats) else {
+        throw ValidationError("--repeat must be from 1 to 1000, got \(repeats)")
+      }
       guard !(quiet && verbose) else { throw ValidationError("--quiet and --verbose cannot be used together") }
       try OptionRanges.check("--heartbeat", heartbeat, in: OptionRanges.seconds, "a number of seconds")
       if let impl {
@@ -360,7 +362,8 @@ extension KenshoBench {
       do {
         for path in try Inputs.clearEarlierRun(in: folder) { console.detail("removed \(SafeText.escape(path))") }
       } catch {
-        printError("error: cannot clear the reports of an earlier run from \(SafeText.escape(folder.path)): \(describe(error))")
+        printError(
+          "error: cannot clear the reports of an earlier run from \(SafeText.escape(folder.path)): \(describe(error))")
         throw Exit.badInput
       }
       var options = RunOptions(measure: !noMeasure, profileDirectory: out, cancelled: interruption.cancelled)
@@ -459,7 +462,9 @@ extension KenshoBench {
         + String(format: "%.2f s", r.metrics.wallSeconds)
       if runs.count > 1 {
         let verdicts = runs.map(\.verdict.label)
-        text += Set(verdicts).count > 1 ? "  (\(runs.count) runs: \(verdicts.joined(separator: ", ")))" : "  (\(runs.count) runs)"
+        text +=
+          Set(verdicts).count > 1
+          ? "  (\(runs.count) runs: \(verdicts.joined(separator: ", ")))" : "  (\(runs.count) runs)"
       }
       if let profile = r.heapProfile { text += "\n      heap profile: \(e(profile))" }
       for finding in r.findings { text += "\n      finding: \(e(finding.text))" }

@@ -88,7 +88,8 @@ public enum ShellWords {
 
   /// `word` quoted so that ``split(_:)`` (and a shell) reads it back as one word.
   public static func quote(_ word: String) -> String {
-    let plain = !word.isEmpty
+    let plain =
+      !word.isEmpty
       && word.unicodeScalars.allSatisfy { c in
         (c.properties.isAlphabetic || ("0"..."9").contains(c) || "-_./:=+,@%".unicodeScalars.contains(c))
           && c.value < 0x80

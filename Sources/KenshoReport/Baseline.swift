@@ -14,6 +14,15 @@ public struct Regression: Sendable, Codable, Hashable {
   public var allowed: String
   /// How the figure was compared: "exact" (deterministic) or "best of 3 runs vs worst of 3".
   public var rule: String?
+
+  public init(scenario: String, metric: String, baseline: Double, current: Double, allowed: String, rule: String?) {
+    self.scenario = scenario
+    self.metric = metric
+    self.baseline = baseline
+    self.current = current
+    self.allowed = allowed
+    self.rule = rule
+  }
 }
 
 /// What a baseline comparison looked at, for the reports: how many figures were compared
@@ -77,8 +86,12 @@ public enum BaselineComparison {
   }
 
   /// Scenario-time figures are deterministic under virtual time only.
-  static let scenarioTime: @Sendable (ScenarioResult) -> Kind = { $0.timeMode == "virtual" ? .deterministic : .wallClock }
-  static let memory: @Sendable (ScenarioResult) -> Kind = { $0.metrics.memorySource == "thread" ? .deterministic : .wallClock }
+  static let scenarioTime: @Sendable (ScenarioResult) -> Kind = {
+    $0.timeMode == "virtual" ? .deterministic : .wallClock
+  }
+  static let memory: @Sendable (ScenarioResult) -> Kind = {
+    $0.metrics.memorySource == "thread" ? .deterministic : .wallClock
+  }
   static let wall: @Sendable (ScenarioResult) -> Kind = { _ in .wallClock }
 
   /// Every figure compared, in report order.
@@ -106,7 +119,8 @@ public enum BaselineComparison {
       name: "retained_bytes", direction: .lower, limitKey: .retainedBytes, kind: memory,
       value: { $0.retainedBytes.map(Double.init) }),
     Figure(
-      name: "peak_bytes", direction: .lower, limitKey: .peakBytes, kind: memory, value: { $0.peakBytes.map(Double.init) }
+      name: "peak_bytes", direction: .lower, limitKey: .peakBytes, kind: memory,
+      value: { $0.peakBytes.map(Double.init) }
     ),
     Figure(
       name: "chunks_per_second", direction: .higher, limitKey: .chunksPerSecond, kind: wall,
@@ -223,7 +237,8 @@ public enum BaselineComparison {
     }
     if summary.notComparable > 0 {
       summary.notes.append(
-        "\(summary.notComparable) deterministic figures not compared: the seed or time mode differs from the baseline's")
+        "\(summary.notComparable) deterministic figures not compared: the seed or time mode differs from the baseline's"
+      )
     }
     if !unstable.isEmpty {
       summary.notes.append(

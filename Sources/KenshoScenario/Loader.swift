@@ -92,7 +92,8 @@ public enum ScenarioLoader {
       let (line, column) = error.position(in: data)
       throw ScenarioLoadError(problems: [
         ScenarioProblem(
-          file: file, path: "line \(line), column \(column)", expected: "\(error.expected) (the file is not valid JSON)",
+          file: file, path: "line \(line), column \(column)",
+          expected: "\(error.expected) (the file is not valid JSON)",
           found: error.found(in: data))
       ])
     }
