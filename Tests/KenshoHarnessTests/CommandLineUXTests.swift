@@ -240,13 +240,15 @@ struct CommandLineUXTests {
 
   @Test("catalogue: progress as it goes, and Ctrl-C writes what it judged, marked incomplete")
   func catalogueInterrupted() throws {
-    // An implementation with a catalogue of two defects that change nothing: the reference adapter.
+    // An implementation with a catalogue of two defects: the first changes nothing (the reference
+    // adapter), the second never answers, so the run is still busy with it when Ctrl-C comes.
     try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
     let script = out.appendingPathComponent("adapter.sh")
     try Data(
       """
       #!/bin/sh
-      if [ "$1" = "--list-defects" ]; then printf 'first\\tdoes nothing (KSP-3.2)\\nsecond\\tdoes nothing (KSP-3.2)\\n'; exit 0; fi
+      if [ "$1" = "--list-defects" ]; then printf 'first\\tdoes nothing (KSP-3.2)\\nsecond\\thangs (KSP-3.2)\\n'; exit 0; fi
+      if [ "$2" = "second" ]; then exec sleep 600; fi
       exec '\(builtProduct("kensho-ref-adapter"))'
 
       """.utf8
@@ -255,7 +257,7 @@ struct CommandLineUXTests {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: builtProduct("kensho-bench"))
     process.arguments = [
-      "catalogue", "Scenarios/ordering-seed.json", "Scenarios/ordering-large-count.json", "--impl", script.path,
+      "catalogue", "Scenarios/ordering-seed.json", "Scenarios/faults-duplicates.json", "--impl", script.path,
       "--out", out.path, "--heartbeat", "0.5",
     ]
     process.currentDirectoryURL = packageRoot
