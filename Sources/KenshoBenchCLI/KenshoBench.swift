@@ -150,6 +150,7 @@ func relativePath(_ target: URL, from folder: URL) -> String {
 /// Loads every scenario under the paths, or prints every problem and exits 2. With
 /// `checkMemory`, a scenario this machine cannot hold (``Scenario/footprint``) is a problem too.
 func loadScenarios(_ paths: [String], filter: String?, checkMemory: Bool = true) throws -> [Scenario] {
+  try Inputs.checkPathsExist(paths)
   var problems: [ScenarioProblem] = []
   var scenarios: [Scenario] = []
   do {
@@ -163,8 +164,15 @@ func loadScenarios(_ paths: [String], filter: String?, checkMemory: Bool = true)
   } catch {
     problems.append(contentsOf: error.problems)
   }
-  if let filter {
+  if let filter, problems.isEmpty {
+    let all = scenarios.count
     scenarios = scenarios.filter { $0.name.contains(filter) || ($0.file ?? "").contains(filter) }
+    if scenarios.isEmpty && all > 0 {
+      printError(
+        "error: --filter \(SafeText.escape(ShellWords.quote(filter))) matches no name or file of the \(all) scenarios in "
+          + SafeText.escape(paths.joined(separator: " ")))
+      throw Exit.badInput
+    }
   }
   if checkMemory {
     let budget = ScenarioLoader.machineMemoryBudget
@@ -227,6 +235,22 @@ extension KenshoBench {
     @Option(help: "Seconds an adapter may take to answer one operation.")
     var adapterTimeout: Double = 20
 
+    @Option(
+      name: .customLong("repeat"),
+      help: ArgumentHelp(
+        "Run each scenario this many times; wall-clock figures are compared with --baseline only when both runs repeated (2 or more).",
+        valueName: "n"))
+    var repeats = 1
+
+    @Flag(name: .shortAndLong, help: "Print only scenarios that did not pass, and the summary.")
+    var quiet = false
+
+    @Flag(name: .shortAndLong, help: "Print every check of every scenario, and what the run did before it started.")
+    var verbose = false
+
+    @Option(help: .hidden)
+    var heartbeat: Double = 10
+
     @Flag(help: .hidden)
     var leakingReferenceForTesting = false
 
@@ -248,6 +272,18 @@ extension KenshoBench {
       }
       guard !names.isEmpty else { throw ValidationError("--format needs at least one of json, html, junit") }
       guard !out.isEmpty else { throw ValidationError("--out must name a folder") }
+      guard (1...1000).contains(repeats) else {
+        throw ValidationError("--repeat must be from 1 to 1000, got \(repeats)")
+      }
+      guard !(quiet && verbose) else { throw ValidationError("--quiet and --verbose cannot be used together") }
+      try OptionRanges.check("--heartbeat", heartbeat, in: OptionRanges.seconds, "a number of seconds")
+      if let impl {
+        do throws(ShellWords.Problem) {
+          _ = try ShellWords.split(impl)
+        } catch {
+          throw ValidationError("--impl: \(error)")
+        }
+      }
     }
 
     /// The baseline report, or exit 2 naming the file and what is wrong with it.
@@ -262,12 +298,14 @@ extension KenshoBench {
         throw Exit.badInput
       }
       let baselineReport = try loadBaseline()
+      let console = Console(quiet: quiet, verbose: verbose, heartbeat: heartbeat)
       let started = Date()
       let folder = URL(fileURLWithPath: out)
       let formats = self.formats
       // Described once the signal handlers are in place (describing starts the implementation).
       let implementation = Mutex(impl ?? "reference (in process)")
-      let (seed, maxRegression) = (self.seed, self.maxRegression)
+      let (seed, maxRegression, baselinePath) = (self.seed, self.maxRegression, self.baseline)
+      let repeats = self.repeats
       let limits = Dictionary(scenarios.map { ($0.name, $0.regressionLimits) }, uniquingKeysWith: { a, _ in a })
       let makeReport: @Sendable ([ScenarioResult], Bool, String?) -> RunReport = { results, complete, signal in
         var report = RunReport(
@@ -277,9 +315,13 @@ extension KenshoBench {
             arguments: CommandLine.arguments, jemalloc: Jemalloc.version),
           complete: complete)
         report.interruptedBy = signal
+        report.repeats = repeats > 1 ? repeats : nil
         if let baselineReport {
-          report.regressions = BaselineComparison.regressions(
+          var (regressions, summary) = BaselineComparison.compare(
             current: results, baseline: baselineReport, defaultLimit: maxRegression, limits: limits)
+          summary.file = baselinePath
+          report.regressions = regressions
+          report.baseline = summary
         }
         return report
       }
@@ -311,8 +353,18 @@ extension KenshoBench {
         }
       }
       if let impl {
-        let described = "\(ScenarioRunner.describeAdapter(impl)) (\(impl))"
-        implementation.withLock { $0 = described }
+        // The program must exist and answer the handshake before anything runs.
+        let described = try Inputs.checkImplementation(impl, deadline: adapterTimeout)
+        implementation.withLock { $0 = "\(described) (\(impl))" }
+        console.detail("implementation: \(SafeText.escape(described)) (\(SafeText.escape(impl)))")
+      }
+      // What an earlier run left in --out would be taken for this run's (stale histograms).
+      do {
+        for path in try Inputs.clearEarlierRun(in: folder) { console.detail("removed \(SafeText.escape(path))") }
+      } catch {
+        printError(
+          "error: cannot clear the reports of an earlier run from \(SafeText.escape(folder.path)): \(describe(error))")
+        throw Exit.badInput
       }
       var options = RunOptions(measure: !noMeasure, profileDirectory: out, cancelled: interruption.cancelled)
       options.leakingReference = leakingReferenceForTesting
@@ -326,19 +378,25 @@ extension KenshoBench {
         options.adapterLog = { text in log?.write(Data(text.utf8)) }
       }
       let runner = ScenarioRunner(seed: seed, wallDeadline: Nanos.duration(seconds: deadline), options: options)
-      let interactive = isatty(STDOUT_FILENO) != 0
       for (i, scenario) in scenarios.enumerated() {
         if interruption.happened { break }
-        if interactive {
-          print("[\(i + 1)/\(scenarios.count)] \(SafeText.escape(scenario.name)) …", terminator: "\r")
-          fflush(nil)
-        }
         recorder.begin(scenario)
-        let result = runner.run(scenario)
+        var runs: [ScenarioResult] = []
+        for k in 0..<repeats {
+          if k > 0 && interruption.happened { break }
+          let position = "\(i + 1)/\(scenarios.count)"
+          let note = repeats > 1 ? "run \(k + 1) of \(repeats)" : ""
+          console.status(position, scenario.name, nil, note: note)
+          runs.append(
+            runner.run(scenario) { progress in console.status(position, scenario.name, progress, note: note) })
+        }
+        guard let result = Self.combine(runs) else { break }
         recorder.finish(result)
-        print(line(result) + (interactive ? "\u{1B}[K" : ""))
-        fflush(nil)
+        if !quiet || !result.verdict.isSuccess {
+          console.say(line(result, console: console, runs: runs))
+        }
       }
+      console.clearLive()
       var written: (report: RunReport, error: (any Error)?)?
       let wrote = recorder.writeOnce { results, _ in
         let complete = results.count == scenarios.count && !interruption.happened
@@ -360,32 +418,60 @@ extension KenshoBench {
       }
       let s = report.summary
       let stopped = report.interruptedBy.map { " (interrupted by \($0))" } ?? (report.complete ? "" : " (interrupted)")
-      print(
+      console.say(
         "\(s.scenarios) scenarios: \(s.passed) passed, \(s.failed) failed, \(s.errors) errors, "
           + "\(s.nonStrict) non-strict, \(s.unsupported) unsupported, \(s.untested) untested\(stopped) — reports in "
           + SafeText.escape(folder.path))
+      if let summary = report.baseline {
+        let regressions = report.regressions ?? []
+        console.say(
+          "baseline: \(summary.exact) deterministic figures compared exactly, \(summary.repeated) wall-clock figures "
+            + "over repeated runs; \(regressions.isEmpty ? "no regression" : "\(regressions.count) regressions")")
+        for note in summary.notes.dropFirst(2) { console.say("  \(SafeText.escape(note))") }
+        for note in summary.notes.prefix(2) { console.detail("  \(SafeText.escape(note))") }
+      }
       for r in report.regressions ?? [] {
-        print(
-          SafeText.escape(
-            "REGRESSION \(r.scenario) \(r.metric): baseline \(r.baseline), now \(r.current) (allowed \(r.allowed))"))
+        console.say(
+          console.paint("REGRESSION", .fail) + " "
+            + SafeText.escape(
+              "\(r.scenario) \(r.metric): baseline \(r.baseline), now \(r.current) (allowed \(r.allowed)"
+                + (r.rule.map { "; \($0)" } ?? "") + ")"))
       }
       if !report.complete || !s.verdict.isSuccess { throw Exit.failed }
       if !(report.regressions ?? []).isEmpty { throw Exit.regressed }
     }
 
+    /// One result for the repeats of a scenario: the first run with the worst verdict (so that
+    /// a failure in any repeat is not hidden), with every run's figures when there were several.
+    static func combine(_ runs: [ScenarioResult]) -> ScenarioResult? {
+      guard let worst = runs.map(\.verdict).max(), var result = runs.first(where: { $0.verdict == worst }) else {
+        return nil
+      }
+      if runs.count > 1 { result.figures = BaselineComparison.values(of: runs.map(\.metrics)) }
+      return result
+    }
+
     /// A scenario's result for the terminal: every text from the scenario or the
-    /// implementation escaped, one line each.
-    func line(_ r: ScenarioResult) -> String {
+    /// implementation escaped, one line each; with `--verbose`, every check.
+    func line(_ r: ScenarioResult, console: Console? = nil, runs: [ScenarioResult] = []) -> String {
       let tag = r.verdict.label.padding(toLength: 11, withPad: " ", startingAt: 0)
       let e = { (text: String) in SafeText.escape(text) }
       let passed = r.checks.filter { $0.verdict == .pass }.count
       var text =
-        "\(tag) \(e(r.name))  \(passed)/\(r.checks.count) checks  \(String(format: "%.2f", r.metrics.wallSeconds)) s"
+        "\(console?.paint(tag, r.verdict) ?? tag) \(e(r.name))  \(passed)/\(r.checks.count) checks  "
+        + String(format: "%.2f s", r.metrics.wallSeconds)
+      if runs.count > 1 {
+        let verdicts = runs.map(\.verdict.label)
+        text +=
+          Set(verdicts).count > 1
+          ? "  (\(runs.count) runs: \(verdicts.joined(separator: ", ")))" : "  (\(runs.count) runs)"
+      }
       if let profile = r.heapProfile { text += "\n      heap profile: \(e(profile))" }
       for finding in r.findings { text += "\n      finding: \(e(finding.text))" }
-      for c in r.checks where c.verdict != .pass {
+      for c in r.checks where c.verdict != .pass || verbose {
         text +=
-          "\n      \(c.verdict.label) \(e(c.rule)) \(e(c.name)): expected \(e(c.expected)); observed \(e(c.observed))"
+          "\n      \(console?.paint(c.verdict.label, c.verdict) ?? c.verdict.label) \(e(c.rule)) \(e(c.name)): "
+          + "expected \(e(c.expected)); observed \(e(c.observed))"
         if let d = c.detail { text += "\n        \(e(d))" }
       }
       return text
@@ -469,79 +555,154 @@ extension KenshoBench {
     @Option(help: "Folder for kensho-catalogue.json.")
     var out = "Reports"
 
+    @Option(help: "Seconds the implementation may take to answer one operation, or to list its defects.")
+    var adapterTimeout: Double = 20
+
+    @Option(help: .hidden)
+    var heartbeat: Double = 10
+
+    func validate() throws {
+      try OptionRanges.check("--adapter-timeout", adapterTimeout, in: OptionRanges.seconds, "a number of seconds")
+      try OptionRanges.check("--heartbeat", heartbeat, in: OptionRanges.seconds, "a number of seconds")
+      do throws(ShellWords.Problem) {
+        _ = try ShellWords.split(impl)
+      } catch {
+        throw ValidationError("--impl: \(error)")
+      }
+    }
+
+    /// What the catalogue has so far, written once: at the end, or by the watchdog of an
+    /// interrupted run that did not stop in time.
+    final class Progress: Sendable {
+      struct State {
+        var entries: [DefectCatalogue.Entry] = []
+        var written = false
+      }
+      let state = Mutex(State())
+
+      func add(_ entry: DefectCatalogue.Entry) { state.withLock { $0.entries.append(entry) } }
+
+      /// Runs `write` with the entries unless it already ran; returns whether it ran.
+      func writeOnce(_ write: ([DefectCatalogue.Entry]) -> Void) -> Bool {
+        state.withLock { s in
+          guard !s.written else { return false }
+          s.written = true
+          write(s.entries)
+          return true
+        }
+      }
+    }
+
     func run() throws {
       let scenarios = try selection.load()
+      let console = Console(quiet: false, verbose: false, heartbeat: heartbeat)
+      let file = URL(fileURLWithPath: out).appendingPathComponent("kensho-catalogue.json")
+      let progress = Progress()
+      let listed = Mutex(0)
+      let impl = self.impl
+      /// Writes what the catalogue has; returns the error, if writing failed.
+      let write: @Sendable ([DefectCatalogue.Entry], Bool, String?) -> (any Error)? = { entries, complete, signal in
+        do {
+          try AtomicFile.write(
+            Data(
+              try DefectCatalogue.json(
+                implementation: impl, entries: entries, complete: complete, listed: listed.withLock { $0 },
+                interruptedBy: signal)),
+            to: file)
+          return nil
+        } catch {
+          return error
+        }
+      }
       let interruption = Interruption.install { signal in
-        printError("kensho-bench: \(signal.name): stopping (\(signal.name) again exits at once)")
+        printError(
+          "kensho-bench: \(signal.name): stopping; the catalogue will be marked incomplete "
+            + "(\(signal.name) again exits at once)")
         DispatchQueue.global().asyncAfter(deadline: .now() + Interruption.grace) {
-          printError("kensho-bench: the run did not stop within \(Interruption.graceText) of \(signal.name)")
+          var failure: (any Error)?
+          let wrote = progress.writeOnce { entries in failure = write(entries, false, signal.name) }
+          guard wrote else { return }
+          printError(
+            "kensho-bench: the run did not stop within \(Interruption.graceText) of \(signal.name); "
+              + (failure.map { "cannot write \(SafeText.escape(file.path)): \(describe($0))" }
+                ?? "what was judged is in \(SafeText.escape(file.path)), marked incomplete"))
           fflush(nil)
           _exit(Exit.failed.rawValue)
         }
       }
-      let defects = DefectCatalogue.parse(listing: try listDefects(impl))
+      let described = try Inputs.checkImplementation(impl, deadline: adapterTimeout)
+      console.say("implementation: \(SafeText.escape(described))")
+      let words = (try? ShellWords.split(impl)) ?? []
+      let defects = DefectCatalogue.parse(
+        listing: try Inputs.output(of: words + ["--list-defects"], deadline: adapterTimeout, what: "--list-defects"))
       guard !defects.isEmpty else {
         printError("error: \(SafeText.escape(impl)) --list-defects listed no defect")
         throw Exit.badInput
       }
+      listed.withLock { $0 = defects.count }
       let stop = interruption.cancelled
+      let deadline = adapterTimeout
       func runAll(_ command: String, _ label: String) -> [ScenarioResult]? {
         var options = RunOptions(cancelled: stop)
         options.adapterCommand = command
+        options.adapterDeadline = Nanos.duration(seconds: deadline)
         let runner = ScenarioRunner(options: options)
         var results: [ScenarioResult] = []
         for (i, scenario) in scenarios.enumerated() {
           if stop() { return nil }
-          print(SafeText.escape("  \(label): scenario \(i + 1) of \(scenarios.count), \(scenario.name)"))
-          results.append(runner.run(scenario))
+          let position = "\(i + 1)/\(scenarios.count)"
+          if console.mode == .lines {
+            console.say(SafeText.escape("  \(label): scenario \(i + 1) of \(scenarios.count), \(scenario.name)"))
+          }
+          console.status(position, scenario.name, nil, note: label)
+          results.append(
+            runner.run(scenario) { p in console.status(position, scenario.name, p, note: label) })
         }
         return results
       }
-      var entries: [DefectCatalogue.Entry] = []
       var complete = false
       if let clean = runAll(impl, "without defects") {
         complete = true
         for (k, defect) in defects.enumerated() {
           guard
-            let broken = runAll("\(impl) --defect \(defect.name)", "defect \(k + 1) of \(defects.count) \(defect.name)")
+            let broken = runAll(
+              ShellWords.join(words + ["--defect", defect.name]), "defect \(k + 1) of \(defects.count) \(defect.name)")
           else {
             complete = false
             break
           }
           let entry = DefectCatalogue.judge(defect, clean: clean, broken: broken)
-          entries.append(entry)
+          progress.add(entry)
           let counts = entry.verdicts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
-          print(
-            SafeText.escape(
-              "\(entry.outcome == .caught ? "CAUGHT" : "MISSED") \(defect.name)  claims \(defect.claims.joined(separator: " "))  [\(counts)]  "
-                + (entry.caughtBy.first.map { "by \($0)" } ?? entry.why ?? "")))
+          let outcome = entry.outcome == .caught ? console.paint("CAUGHT", .pass) : console.paint("MISSED", .fail)
+          console.say(
+            outcome + " "
+              + SafeText.escape(
+                "\(defect.name)  claims \(defect.claims.joined(separator: " "))  [\(counts)]  "
+                  + (entry.caughtBy.first.map { "by \($0)" } ?? entry.why ?? "")))
         }
       }
-      let caught = entries.filter { $0.outcome == .caught }.count
-      print(
-        "catch rate: \(caught) of \(defects.count) defects"
-          + (complete ? "" : " (interrupted after \(entries.count); the report is marked incomplete)"))
-      try AtomicFile.write(
-        Data(try DefectCatalogue.json(implementation: impl, entries: entries, complete: complete)),
-        to: URL(fileURLWithPath: out).appendingPathComponent("kensho-catalogue.json"))
-      if !complete || caught < defects.count { throw Exit.failed }
-    }
-
-    func listDefects(_ command: String) throws -> String {
-      let process = Process()
-      process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-      process.arguments = command.split(separator: " ").map(String.init) + ["--list-defects"]
-      let pipe = Pipe()
-      process.standardOutput = pipe
-      do {
-        try process.run()
-      } catch {
-        printError("error: cannot start \(SafeText.escape(command)): \(describe(error))")
+      console.clearLive()
+      var failure: (any Error)?
+      var entries: [DefectCatalogue.Entry] = []
+      let wrote = progress.writeOnce { e in
+        entries = e
+        failure = write(e, complete, interruption.signal?.name)
+      }
+      guard wrote else {
+        // The watchdog is writing the catalogue and ends the process.
+        while true { Thread.sleep(forTimeInterval: 1) }
+      }
+      if let failure {
+        printError("error: cannot write \(SafeText.escape(file.path)): \(describe(failure))")
         throw Exit.badInput
       }
-      let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-      process.waitUntilExit()
-      return text
+      let caught = entries.filter { $0.outcome == .caught }.count
+      console.say(
+        "catch rate: \(caught) of \(defects.count) defects"
+          + (complete ? "" : " (interrupted after \(entries.count); the catalogue is marked incomplete)")
+          + " — \(SafeText.escape(file.path))")
+      if !complete || caught < defects.count { throw Exit.failed }
     }
   }
 

@@ -81,20 +81,23 @@ public final class AdapterProcess: Sendable {
   /// Operations never overlap.
   private let operation = Mutex(())
 
-  /// Starts `command` (split on spaces; the first word is looked up on PATH) in a process group
+  /// Starts `command` (split into words by ``ShellWords``; the first is looked up on PATH) in a process group
   /// of its own. `deadline` bounds each operation; `until`, when given, bounds them all (see
   /// ``overallDeadline``).
   init(
     command: String, label: String, deadline: Duration, log: (@Sendable (String) -> Void)? = nil,
     until: ContinuousClock.Instant? = nil, limits: Limits = Limits()
   ) throws(AdapterFailure) {
-    self.command = command.split(separator: " ").map(String.init)
+    do throws(ShellWords.Problem) {
+      self.command = try ShellWords.split(command)
+    } catch {
+      throw AdapterFailure(description: "cannot start \(label): \(error)")
+    }
     self.label = label
     self.deadline = deadline
     self.log = log
     self.limits = limits
     self.overall = Mutex(until)
-    guard !self.command.isEmpty else { throw AdapterFailure(description: "--impl is empty") }
     // A process that dies while we write to it must not take the harness down with SIGPIPE.
     signal(SIGPIPE, SIG_IGN)
     let spawned = try Spawn.start(self.command)

@@ -27,7 +27,13 @@ public struct ScenarioRunner: Sendable {
   /// has verdict `error` and says why. The run happens on a thread of its own, watched: a bus
   /// that never returns is abandoned there (its adapter processes killed) once the wall-clock
   /// deadline and ``watchdogGrace`` have passed, and the result says so.
-  public func run(_ scenario: Scenario) -> ScenarioResult {
+  ///
+  /// `progress`, when given, is called on the calling thread about every `interval` while the
+  /// scenario runs, with how far it got.
+  public func run(
+    _ scenario: Scenario, every interval: Duration = .milliseconds(250),
+    progress: ((ScenarioProgress) -> Void)? = nil
+  ) -> ScenarioResult {
     let result = Slot<ScenarioResult>()
     let current = Slot<ReferenceRun>()
     let done = DispatchSemaphore(value: 0)
@@ -38,8 +44,28 @@ public struct ScenarioRunner: Sendable {
     }
     thread.stackSize = 64 << 20
     thread.start()
-    let limit = DispatchTime.now() + .nanoseconds(Int(clamping: (wallDeadline + Self.watchdogGrace).nanoseconds))
-    if done.wait(timeout: limit) == .success, let r = result.value { return r }
+    let started = DispatchTime.now()
+    let limit = started + .nanoseconds(Int(clamping: (wallDeadline + Self.watchdogGrace).nanoseconds))
+    let tick = DispatchTimeInterval.nanoseconds(Int(clamping: max(interval, .milliseconds(10)).nanoseconds))
+    let footprint = scenario.footprint
+    while true {
+      let next = progress == nil ? limit : min(limit, DispatchTime.now() + tick)
+      if done.wait(timeout: next) == .success, let r = result.value { return r }
+      if DispatchTime.now() >= limit { break }
+      if let progress {
+        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+        var p = ScenarioProgress(
+          wallSeconds: elapsed, streamsTotal: footprint.streams,
+          chunksPlanned: footprint.chunks == Int.max ? nil : footprint.chunks)
+        if let run = current.value {
+          run.state.withLock { s in
+            p.streamsCompleted = s.completed
+            p.chunksDelivered = s.delivered
+          }
+        }
+        progress(p)
+      }
+    }
     current.value?.adapters?.killAll()
     let seed = self.seed ?? scenario.seed
     let text =
@@ -168,11 +194,24 @@ public struct ScenarioRunner: Sendable {
     return out
   }
 
-  /// Histograms in `.hgrm` form (values in microseconds), leaving out empty ones.
+  /// What each histogram measures, for the header of its `.hgrm` file.
+  static let histogramMeaning: [String: String] = [
+    "chunk-latency": "per-chunk latency on the wall clock, from emit to onChunk",
+    "chunk-latency-corrected":
+      "per-chunk latency in scenario time, from when each chunk was due to onChunk (corrected for coordinated omission)",
+    "time-to-first-chunk": "scenario time from when each stream was due to open to its first chunk",
+    "stream-completion": "scenario time from when each stream was due to open to its terminal callback",
+  ]
+
+  /// Histograms in `.hgrm` form, values in microseconds, each after a header of `#` lines that
+  /// states the unit and what was measured. Leaves out the empty ones and those whose every
+  /// value is zero (a virtual-time run without delays, a closed model's corrected latency):
+  /// such a file has no distribution to plot; the JSON report keeps their summaries.
   static func hgrm(_ histograms: [String: Histogram<UInt64>]) -> [String: String] {
     var out: [String: String] = [:]
-    for (name, h) in histograms where h.totalCount > 0 {
-      var text = ""
+    for (name, h) in histograms where h.totalCount > 0 && h.max > 0 {
+      var text = "# kensho-bench \(name): \(histogramMeaning[name] ?? name)\n"
+      text += "# unit: microseconds (µs); Value is in µs, recorded in ns (outputValueUnitScalingRatio 1000)\n"
       h.outputPercentileDistribution(to: &text, outputValueUnitScalingRatio: 1_000)
       out[name] = text
     }
@@ -235,15 +274,39 @@ public struct ScenarioRunner: Sendable {
     }
   }
 
-  /// The name and version an adapter gives in its handshake, or why there is none.
-  public static func describeAdapter(_ command: String) -> String {
-    do {
-      let process = try AdapterProcess(command: command, label: "implementation", deadline: .seconds(10))
+  /// Checks an adapter command before a run: its words (``ShellWords``), its program (found and
+  /// executable), and the handshake, each within `deadline`. Returns the name and version the
+  /// implementation gives, or one sentence saying what is wrong.
+  public static func checkAdapter(_ command: String, deadline: Duration) -> Result<String, ShellWords.Problem> {
+    let words: [String]
+    do throws(ShellWords.Problem) {
+      words = try ShellWords.split(command)
+    } catch {
+      return .failure(error)
+    }
+    if case .failure(let problem) = ShellWords.locate(words[0]) { return .failure(problem) }
+    let stderr = Mutex("")
+    let log: @Sendable (String) -> Void = { text in
+      stderr.withLock { all in
+        if all.utf8.count < 16 << 10 { all += text }
+      }
+    }
+    do throws(AdapterFailure) {
+      let process = try AdapterProcess(command: command, label: "the implementation", deadline: deadline, log: log)
       defer { process.shutdown() }
       let hello = try process.hello()
-      return "\(hello.name) \(hello.version)"
+      return .success("\(hello.name) \(hello.version)")
     } catch {
-      return "unknown implementation"
+      // The reason, then what it wrote to stderr (its first lines say why, most often).
+      let reason = error.description.components(separatedBy: "; stderr: ").first ?? error.description
+      let prefix = "[the implementation] "
+      let lines = stderr.withLock { $0 }.split(separator: "\n")
+        .map { $0.hasPrefix(prefix) ? $0.dropFirst(prefix.count) : $0 }
+        .filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+      var text = "no adapter handshake (\(AdapterProcess.protocolVersion)): \(reason)"
+      for line in lines.prefix(8) { text += "\n  stderr: " + SafeText.escape(String(line.prefix(300))) }
+      if lines.count > 8 { text += "\n  stderr: … (\(lines.count - 8) more lines)" }
+      return .failure(ShellWords.Problem(description: text))
     }
   }
 
@@ -265,6 +328,18 @@ public struct ScenarioRunner: Sendable {
       count: Int(h.totalCount), p50: us(h.valueAtPercentile(50)), p90: us(h.valueAtPercentile(90)),
       p99: us(h.valueAtPercentile(99)), p999: us(h.valueAtPercentile(99.9)), max: us(h.max), mean: h.mean / 1_000)
   }
+}
+
+/// How far a running scenario got.
+public struct ScenarioProgress: Sendable, Hashable {
+  /// Wall-clock seconds since the scenario started.
+  public var wallSeconds: Double
+  public var streamsCompleted = 0
+  public var streamsTotal: Int
+  public var chunksDelivered = 0
+  /// The chunks the producers' scripts emit in all (an upper bound: cancels, faults and crashes
+  /// deliver fewer); nil when too many to count.
+  public var chunksPlanned: Int?
 }
 
 /// One value handed between threads.

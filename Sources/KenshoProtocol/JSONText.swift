@@ -10,6 +10,32 @@ public enum JSONText {
     public var offset: Int
     public var expected: String
     public var description: String { "expected \(expected) at byte \(offset)" }
+
+    /// Where the error is in `text` (the bytes that were parsed), as people and editors count:
+    /// line and column from 1, columns in characters (Unicode scalars), lines ended by LF.
+    public func position(in text: some Collection<UInt8>) -> (line: Int, column: Int) {
+      var line = 1
+      var column = 1
+      for (i, byte) in text.enumerated() {
+        if i >= offset { break }
+        if byte == 0x0A {
+          line += 1
+          column = 1
+        } else if byte & 0xC0 != 0x80 {
+          column += 1  // not a UTF-8 continuation byte: a new character
+        }
+      }
+      return (line, column)
+    }
+
+    /// What is at the error in `text`: the character, quoted, or "the end of the text".
+    public func found(in text: some Collection<UInt8>) -> String {
+      let rest = text.dropFirst(offset)
+      guard let first = rest.first else { return "the end of the text" }
+      let length = first < 0x80 ? 1 : first >= 0xF0 ? 4 : first >= 0xE0 ? 3 : 2
+      let character = String(decoding: rest.prefix(length), as: UTF8.self)
+      return "\"\(character)\""
+    }
   }
 
   /// Deepest nesting of arrays and objects accepted.

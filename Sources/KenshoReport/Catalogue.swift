@@ -95,11 +95,16 @@ public enum DefectCatalogue {
       defect: defect, outcome: caughtBy.isEmpty ? .missed : .caught, caughtBy: caughtBy, verdicts: verdicts, why: why)
   }
 
-  /// The catalogue as JSON (`kensho-catalogue/1`), with the catch rate and whether it is complete.
-  public static func json(implementation: String, entries: [Entry], complete: Bool) throws -> [UInt8] {
+  /// The catalogue as JSON (`kensho-catalogue/1`), with the catch rate and whether it is complete:
+  /// an interrupted catalogue has the entries judged so far, `complete: false`, how many defects
+  /// the implementation `listed`, and the signal that stopped it.
+  public static func json(
+    implementation: String, entries: [Entry], complete: Bool, listed: Int? = nil, interruptedBy: String? = nil
+  ) throws -> [UInt8] {
     let caught = entries.filter { $0.outcome == .caught }.count
     let value: JSONValue = .object([
       "format": "kensho-catalogue/1", "implementation": .string(implementation), "complete": .bool(complete),
+      "listed": .int(Int64(listed ?? entries.count)), "interruptedBy": interruptedBy.map { .string($0) } ?? .null,
       "caught": .int(Int64(caught)), "defects": .int(Int64(entries.count)),
       "catchRate": entries.isEmpty ? .null : .double(Double(caught) / Double(entries.count)),
       "entries": .array(

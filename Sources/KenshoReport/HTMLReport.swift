@@ -34,13 +34,21 @@ public enum HTMLReport {
           badge("unsupported", "\(s.unsupported)", nil),
         ]))
     if let regressions = report.regressions, !regressions.isEmpty {
+      body.append(
+        .el("p", [("class", "banner")], text: "\(regressions.count) regressions against the baseline (exit 3)."))
       body.append(.el("h2", text: "Regressions against the baseline"))
       body.append(
         table(
-          ["scenario", "metric", "baseline", "now", "allowed"],
+          ["scenario", "metric", "baseline", "now", "allowed", "compared"],
           regressions.map { r in
-            [.text(r.scenario), .text(r.metric), .text(num(r.baseline)), .text(num(r.current)), .text(r.allowed)]
+            [
+              .text(r.scenario), .text(r.metric), .text(num(r.baseline)), .text(num(r.current)), .text(r.allowed),
+              .text(r.rule ?? ""),
+            ]
           }))
+    }
+    if let baseline = report.baseline {
+      body.append(.el("ul", [("class", "meta")], baseline.notes.map { .el("li", text: $0) }))
     }
     body.append(.el("h2", text: "Scenarios"))
     body.append(

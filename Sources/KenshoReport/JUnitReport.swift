@@ -6,70 +6,189 @@ import KenshoVerdict
 /// JUnit XML: a test suite per scenario, a test case per check. A failed check carries its
 /// rule id and message; an unsupported one is skipped; a scenario that could not finish is an
 /// error. An interrupted run adds a suite `kensho-bench` whose one test case is an error, so
-/// that CI never takes a partial report for a passing one.
+/// that CI never takes a partial report for a passing one; a run compared with `--baseline`
+/// adds a suite `kensho-bench baseline`, a failed test case per regression (or one passing
+/// test case when there is none).
+///
+/// Test case names are unique within their suite (`KSP-4.1 outcome`, then `KSP-4.1 outcome #2`),
+/// so CI tools keep their history apart. The checks of a scenario are judged from one run, so
+/// each test case's `time` is the scenario's wall-clock time shared equally among its checks:
+/// a suite's time is its scenario's, and the root's the sum of its suites'. The root carries the
+/// totals (`tests`, `failures`, `errors`, `skipped`, `time`) of every suite.
 ///
 /// Every text is reduced to the characters XML 1.0 allows (``sanitized(_:)``), so the document
 /// stays well-formed whatever an implementation sent.
 public enum JUnitReport {
+  /// The counts of a suite, added up for the root.
+  struct Totals {
+    var tests = 0
+    var failures = 0
+    var errors = 0
+    var skipped = 0
+    var seconds = 0.0
+
+    mutating func add(_ other: Totals) {
+      tests += other.tests
+      failures += other.failures
+      errors += other.errors
+      skipped += other.skipped
+      seconds += other.seconds
+    }
+
+    func annotate(_ element: XMLElement) {
+      for (name, value) in [
+        ("tests", "\(tests)"), ("failures", "\(failures)"), ("errors", "\(errors)"), ("skipped", "\(skipped)"),
+        ("time", JUnitReport.seconds(seconds)),
+      ] {
+        element.addAttribute(JUnitReport.attribute(name, value))
+      }
+    }
+  }
+
   public static func render(_ report: RunReport) -> String {
     let root = XMLElement(name: "testsuites")
     root.addAttribute(attribute("name", "kensho-bench \(report.run.implementation)"))
-    root.addAttribute(attribute("tests", "\(report.scenarios.reduce(0) { $0 + $1.checks.count })"))
-    root.addAttribute(attribute("failures", "\(count(report, .fail))"))
-    root.addAttribute(attribute("errors", "\(count(report, .error) + (report.complete ? 0 : 1))"))
-    if !report.complete { root.addChild(incomplete(report)) }
-    for scenario in report.scenarios {
-      let suite = XMLElement(name: "testsuite")
-      suite.addAttribute(attribute("name", scenario.name))
-      suite.addAttribute(attribute("tests", "\(scenario.checks.count)"))
-      suite.addAttribute(attribute("failures", "\(scenario.checks.filter { $0.verdict == .fail }.count)"))
-      suite.addAttribute(attribute("errors", "\(scenario.checks.filter { $0.verdict == .error }.count)"))
-      suite.addAttribute(
-        attribute(
-          "skipped", "\(scenario.checks.filter { $0.verdict == .unsupported || $0.verdict == .untested }.count)"))
-      suite.addAttribute(attribute("time", String(format: "%.3f", scenario.metrics.wallSeconds)))
-      if let file = scenario.file { suite.addAttribute(attribute("file", file)) }
-      for check in scenario.checks {
-        let testcase = XMLElement(name: "testcase")
-        testcase.addAttribute(attribute("classname", scenario.name))
-        testcase.addAttribute(attribute("name", "\(check.rule) \(check.name)"))
-        let message = "\(check.rule) \(check.name): expected \(check.expected); observed \(check.observed)"
-        let text = message + (check.detail.map { "\n\($0)" } ?? "")
-        switch check.verdict {
-        case .pass: break
-        case .nonStrict:
-          testcase.addChild(
-            XMLElement(name: "system-out", stringValue: sanitized("NON-STRICT (a SHOULD rule): " + text)))
-        case .unsupported, .untested:
-          let skipped = XMLElement(name: "skipped")
-          skipped.addAttribute(attribute("message", "\(check.verdict.label): " + (check.detail ?? message)))
-          testcase.addChild(skipped)
-        case .fail, .error:
-          let failure = XMLElement(name: check.verdict == .fail ? "failure" : "error", stringValue: sanitized(text))
-          failure.addAttribute(attribute("message", message))
-          failure.addAttribute(attribute("type", check.rule))
-          testcase.addChild(failure)
-        }
-        suite.addChild(testcase)
-      }
-      root.addChild(suite)
+    var totals = Totals()
+    var suites: [XMLElement] = []
+    if !report.complete {
+      let (suite, t) = incomplete(report)
+      suites.append(suite)
+      totals.add(t)
     }
+    for scenario in report.scenarios {
+      let (suite, t) = self.suite(scenario)
+      suites.append(suite)
+      totals.add(t)
+    }
+    if report.baseline != nil || report.regressions != nil {
+      let (suite, t) = baseline(report)
+      suites.append(suite)
+      totals.add(t)
+    }
+    totals.annotate(root)
+    for suite in suites { root.addChild(suite) }
     let document = XMLDocument(rootElement: root)
     document.version = "1.0"
     document.characterEncoding = "UTF-8"
     return document.xmlString(options: [.nodePrettyPrint])
   }
 
+  static func suite(_ scenario: ScenarioResult) -> (XMLElement, Totals) {
+    let suite = XMLElement(name: "testsuite")
+    suite.addAttribute(attribute("name", scenario.name))
+    var totals = Totals()
+    totals.tests = scenario.checks.count
+    totals.failures = scenario.checks.filter { $0.verdict == .fail }.count
+    totals.errors = scenario.checks.filter { $0.verdict == .error }.count
+    totals.skipped = scenario.checks.filter { $0.verdict == .unsupported || $0.verdict == .untested }.count
+    let wall = scenario.metrics.wallSeconds.isFinite ? max(0, scenario.metrics.wallSeconds) : 0
+    totals.seconds = wall
+    totals.annotate(suite)
+    if let file = scenario.file { suite.addAttribute(attribute("file", file)) }
+    let share = scenario.checks.isEmpty ? 0 : wall / Double(scenario.checks.count)
+    let names = uniqueNames(scenario.checks.map { sanitized("\($0.rule) \($0.name)") })
+    for (check, name) in zip(scenario.checks, names) {
+      let testcase = XMLElement(name: "testcase")
+      testcase.addAttribute(attribute("classname", scenario.name))
+      testcase.addAttribute(attribute("name", name))
+      testcase.addAttribute(attribute("time", seconds(share)))
+      let message = "\(check.rule) \(check.name): expected \(check.expected); observed \(check.observed)"
+      let text = message + (check.detail.map { "\n\($0)" } ?? "")
+      switch check.verdict {
+      case .pass: break
+      case .nonStrict:
+        testcase.addChild(
+          XMLElement(name: "system-out", stringValue: sanitized("NON-STRICT (a SHOULD rule): " + text)))
+      case .unsupported, .untested:
+        let skipped = XMLElement(name: "skipped")
+        skipped.addAttribute(attribute("message", "\(check.verdict.label): " + (check.detail ?? message)))
+        testcase.addChild(skipped)
+      case .fail, .error:
+        let failure = XMLElement(name: check.verdict == .fail ? "failure" : "error", stringValue: sanitized(text))
+        failure.addAttribute(attribute("message", message))
+        failure.addAttribute(attribute("type", check.rule))
+        testcase.addChild(failure)
+      }
+      suite.addChild(testcase)
+    }
+    return (suite, totals)
+  }
+
+  /// The suite of the comparison with `--baseline`.
+  static func baseline(_ report: RunReport) -> (XMLElement, Totals) {
+    let suite = XMLElement(name: "testsuite")
+    suite.addAttribute(attribute("name", "kensho-bench baseline"))
+    let regressions = report.regressions ?? []
+    var totals = Totals()
+    totals.tests = max(1, regressions.count)
+    totals.failures = regressions.count
+    totals.annotate(suite)
+    if let file = report.baseline?.file { suite.addAttribute(attribute("file", file)) }
+    let notes = (report.baseline?.notes ?? []).joined(separator: "\n")
+    if regressions.isEmpty {
+      let testcase = XMLElement(name: "testcase")
+      testcase.addAttribute(attribute("classname", "kensho-bench baseline"))
+      testcase.addAttribute(attribute("name", "no regression"))
+      testcase.addAttribute(attribute("time", seconds(0)))
+      if !notes.isEmpty { testcase.addChild(XMLElement(name: "system-out", stringValue: sanitized(notes))) }
+      suite.addChild(testcase)
+    }
+    let names = uniqueNames(regressions.map { sanitized("\($0.scenario) \($0.metric)") })
+    for (r, name) in zip(regressions, names) {
+      let testcase = XMLElement(name: "testcase")
+      testcase.addAttribute(attribute("classname", "kensho-bench baseline"))
+      testcase.addAttribute(attribute("name", name))
+      testcase.addAttribute(attribute("time", seconds(0)))
+      let message =
+        "\(r.metric) of \(r.scenario): baseline \(number(r.baseline)), now \(number(r.current)) (allowed \(r.allowed)"
+        + (r.rule.map { "; compared \($0)" } ?? "") + ")"
+      let failure = XMLElement(name: "failure", stringValue: sanitized(message + (notes.isEmpty ? "" : "\n" + notes)))
+      failure.addAttribute(attribute("message", message))
+      failure.addAttribute(attribute("type", "REGRESSION"))
+      testcase.addChild(failure)
+      suite.addChild(testcase)
+    }
+    return (suite, totals)
+  }
+
+  /// `names` with a ` #2`, ` #3`… after every repeat of a name, so that each is unique (a
+  /// suffixed name that is itself taken gets the next number). Names must be sanitized first:
+  /// two names that differ only in characters XML cannot hold would become one.
+  static func uniqueNames(_ names: [String]) -> [String] {
+    var taken = Set(names)
+    var seen: Set<String> = []
+    var next: [String: Int] = [:]
+    return names.map { name in
+      if seen.insert(name).inserted { return name }
+      var n = next[name, default: 2]
+      while taken.contains("\(name) #\(n)") { n += 1 }
+      next[name] = n + 1
+      let unique = "\(name) #\(n)"
+      taken.insert(unique)
+      return unique
+    }
+  }
+
+  static func seconds(_ value: Double) -> String {
+    String(format: "%.3f", value.isFinite ? max(0, value) : 0)
+  }
+
+  static func number(_ value: Double) -> String {
+    value == value.rounded() && value.magnitude < 1e15 ? String(Int64(value)) : String(format: "%.3f", value)
+  }
+
   /// The suite that marks an interrupted run.
-  static func incomplete(_ report: RunReport) -> XMLElement {
+  static func incomplete(_ report: RunReport) -> (XMLElement, Totals) {
     let suite = XMLElement(name: "testsuite")
     suite.addAttribute(attribute("name", "kensho-bench"))
-    for (name, value) in [("tests", "1"), ("failures", "0"), ("errors", "1"), ("skipped", "0")] {
-      suite.addAttribute(attribute(name, value))
-    }
+    var totals = Totals()
+    totals.tests = 1
+    totals.errors = 1
+    totals.annotate(suite)
     let testcase = XMLElement(name: "testcase")
     testcase.addAttribute(attribute("classname", "kensho-bench"))
     testcase.addAttribute(attribute("name", "run complete"))
+    testcase.addAttribute(attribute("time", seconds(0)))
     let message =
       "the run was interrupted" + (report.interruptedBy.map { " by \($0)" } ?? "")
       + "; this report covers only the \(report.scenarios.count) scenarios listed"
@@ -78,11 +197,7 @@ public enum JUnitReport {
     error.addAttribute(attribute("type", "INCOMPLETE"))
     testcase.addChild(error)
     suite.addChild(testcase)
-    return suite
-  }
-
-  static func count(_ report: RunReport, _ verdict: Verdict) -> Int {
-    report.scenarios.reduce(0) { $0 + $1.checks.filter { $0.verdict == verdict }.count }
+    return (suite, totals)
   }
 
   /// `value` with U+FFFD in place of every character XML 1.0 cannot hold, even escaped: only

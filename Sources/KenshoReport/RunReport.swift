@@ -78,6 +78,10 @@ public struct RunReport: Sendable, Codable {
   public var scenarios: [ScenarioResult]
   /// Regressions against `--baseline`, when one was given.
   public var regressions: [Regression]?
+  /// What the comparison with `--baseline` compared and how, when one was given.
+  public var baseline: BaselineSummary?
+  /// How many times each scenario ran (`--repeat`); absent for one.
+  public var repeats: Int?
 
   public init(results: [ScenarioResult], metadata: Metadata, complete: Bool) {
     self.complete = complete

@@ -85,11 +85,16 @@ public enum ScenarioLoader {
   /// Loads a scenario from JSON text; `file` names it in problems.
   public static func load(data: Data, file: String) throws(ScenarioLoadError) -> Scenario {
     let json: JSONValue
-    switch KenshoCodec.parse(data) {
-    case .success(let value): json = value
-    case .failure(let rejection):
+    do throws(JSONText.ParseError) {
+      json = try JSONText.parse(data)
+    } catch {
+      // Where a person looks for it: line and column, not a byte offset.
+      let (line, column) = error.position(in: data)
       throw ScenarioLoadError(problems: [
-        ScenarioProblem(file: file, path: "$", expected: "valid JSON", found: rejection.found)
+        ScenarioProblem(
+          file: file, path: "line \(line), column \(column)",
+          expected: "\(error.expected) (the file is not valid JSON)",
+          found: error.found(in: data))
       ])
     }
     let reader = Reader(file: file)

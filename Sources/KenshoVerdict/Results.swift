@@ -160,6 +160,9 @@ public struct ScenarioResult: Sendable, Hashable, Codable {
   public var heapProfile: String?
   /// What the report points out even when no check fails (unbounded buffering, ...).
   public var findings: [Finding] = []
+  /// With `--repeat N`: each compared figure's value in every run, by figure name; the other
+  /// fields describe one run (the first with the worst verdict).
+  public var figures: [String: [Double]]?
 
   public init(
     name: String, file: String?, description: String, seed: UInt64, timeMode: String, verdict: Verdict,
@@ -180,6 +183,7 @@ public struct ScenarioResult: Sendable, Hashable, Codable {
   // `histograms` go to their own `.hgrm` files, not into the JSON.
   enum CodingKeys: String, CodingKey {
     case name, file, description, seed, timeMode, verdict, checks, metrics, samples, trace, error, heapProfile, findings
+    case figures
   }
 
   /// The rules this scenario's checks cite.

@@ -137,7 +137,11 @@ struct AdapterProcessTests {
     let empty = #expect(throws: AdapterFailure.self) {
       try AdapterProcess(command: "", label: "x", deadline: .seconds(1))
     }
-    #expect(empty?.description == "--impl is empty")
+    #expect(empty?.description == "cannot start x: the command is empty")
+    let unclosed = #expect(throws: AdapterFailure.self) {
+      try AdapterProcess(command: "adapter 'unclosed", label: "x", deadline: .seconds(1))
+    }
+    #expect(unclosed?.description == "cannot start x: a single quote (') is not closed in \"adapter 'unclosed\"")
   }
 
   @Test("killAll kills every adapter group, helpers included, at once")

@@ -107,7 +107,7 @@ struct DefectCatalogueTests {
   func catalogueIsComplete() throws {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = nodeAdapter.split(separator: " ").map(String.init) + ["--list-defects"]
+    process.arguments = (try ShellWords.split(nodeAdapter)) + ["--list-defects"]
     let pipe = Pipe()
     process.standardOutput = pipe
     try process.run()
@@ -121,7 +121,7 @@ struct DefectCatalogueTests {
   static func listed(_ impl: String) throws -> [DefectCatalogue.Defect] {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = impl.split(separator: " ").map(String.init) + ["--list-defects"]
+    process.arguments = (try ShellWords.split(impl)) + ["--list-defects"]
     let pipe = Pipe()
     process.standardOutput = pipe
     try process.run()

@@ -110,27 +110,36 @@ struct CommandLineReportTests {
     #expect(try kenshoBench(["Scenarios/ordering-seed.json", "--format", "pdf"]).code == 2)
   }
 
-  @Test("a regression against a baseline exits 3; a broken baseline exits 2")
+  @Test("a wall-clock regression over repeated runs exits 3, shown in JSON and JUnit; a broken baseline exits 2")
   func baselineExitCode() throws {
     let first = out.appendingPathComponent("first")
+    let scenario = "Scenarios/faults-duplicates.json"
     #expect(
-      try kenshoBench(["Scenarios/ordering-large-count.json", "--out", first.path, "--format", "json"]).code == 0)
-    // Pretend the baseline was 100 times faster.
+      try kenshoBench([scenario, "--out", first.path, "--format", "json", "--repeat", "2"]).code == 0)
+    // Pretend every baseline run was 100 times faster.
     let url = first.appendingPathComponent("kensho-report.json")
     var json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+    #expect(json["repeats"] as? Int == 2)
     var scenarios = try #require(json["scenarios"] as? [[String: Any]])
-    var metrics = try #require(scenarios[0]["metrics"] as? [String: Any])
-    metrics["chunksPerSecond"] = ((metrics["chunksPerSecond"] as? Double) ?? 1) * 100
-    scenarios[0]["metrics"] = metrics
+    var figures = try #require(scenarios[0]["figures"] as? [String: [Double]])
+    figures["chunks_per_second"] = try #require(figures["chunks_per_second"]).map { $0 * 100 }
+    scenarios[0]["figures"] = figures
     json["scenarios"] = scenarios
     let baseline = out.appendingPathComponent("baseline.json")
     try JSONSerialization.data(withJSONObject: json).write(to: baseline)
     let second = out.appendingPathComponent("second")
     let r = try kenshoBench([
-      "Scenarios/ordering-large-count.json", "--out", second.path, "--baseline", baseline.path, "--format", "json",
+      scenario, "--out", second.path, "--baseline", baseline.path, "--format", "json,junit", "--repeat", "2",
     ])
     #expect(r.code == 3, "\(r.stdout)\(r.stderr)")
-    #expect(r.stdout.contains("REGRESSION ordering-large-count chunks_per_second"))
+    #expect(r.stdout.contains("REGRESSION faults-duplicates chunks_per_second"), "\(r.stdout)")
+    #expect(r.stdout.contains("best of 2 runs vs worst of 2"))
+    let junit = try String(contentsOf: second.appendingPathComponent("kensho-junit.xml"), encoding: .utf8)
+    #expect(junit.contains("type=\"REGRESSION\""))
+    // Without repeats, wall-clock figures are not compared: no regression, and the run says why.
+    let once = try kenshoBench([scenario, "--out", second.path, "--baseline", baseline.path, "--format", "json"])
+    #expect(once.code == 0, "\(once.stdout)")
+    #expect(once.stdout.contains("wall-clock figures not compared"), "\(once.stdout)")
     let broken = out.appendingPathComponent("broken.json")
     try Data("{\"format\": 1}".utf8).write(to: broken)
     let bad = try kenshoBench(["Scenarios/ordering-seed.json", "--out", second.path, "--baseline", broken.path])

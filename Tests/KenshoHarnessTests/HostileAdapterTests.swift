@@ -40,8 +40,8 @@ struct HostileOutcome: Codable, Sendable {
 
 /// The hostile adapter's command: `mode` with `extra` arguments, around the reference adapter.
 func hostileCommand(_ mode: String, tag: String, _ extra: [String] = []) -> String {
-  (["python3", hostileFixture, "--misbehave", mode, "--tag", tag] + extra + ["--", builtProduct("kensho-ref-adapter")])
-    .joined(separator: " ")
+  ShellWords.join(
+    ["python3", hostileFixture, "--misbehave", mode, "--tag", tag] + extra + ["--", builtProduct("kensho-ref-adapter")])
 }
 
 /// Processes whose command line or environment carries `tag`, with their state; the zombies of

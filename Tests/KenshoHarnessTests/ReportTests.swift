@@ -104,20 +104,177 @@ struct ReportTests {
     #expect(try XMLDocumentParser(complete).count("error") == 0)
   }
 
-  @Test("a baseline comparison finds a throughput drop beyond the allowed fraction, and nothing within it")
+  @Test("wall-clock figures: compared only over repeats, a regression only when the best is worse than the worst")
   func baselineRegression() {
-    var fast = result(name: "s", verdict: .pass, checks: [])
-    fast.metrics.chunksPerSecond = 10_000
-    let baseline = report([fast])
-    let slow = result(name: "s", verdict: .pass, checks: [])  // 1 000 chunks/s
-    let found = BaselineComparison.regressions(current: [slow], baseline: baseline, defaultLimit: 0.25)
-    #expect(found.map(\.metric) == ["chunks_per_second"])
-    #expect(BaselineComparison.regressions(current: [slow], baseline: baseline, defaultLimit: 0.95).isEmpty)
+    func run(_ chunksPerSecond: [Double]) -> ScenarioResult {
+      var r = result(name: "s", verdict: .pass, checks: [])
+      r.metrics.chunksPerSecond = chunksPerSecond[0]
+      if chunksPerSecond.count > 1 { r.figures = ["chunks_per_second": chunksPerSecond] }
+      return r
+    }
+    let compare = { (now: ScenarioResult, before: ScenarioResult, limit: Double) in
+      BaselineComparison.compare(current: [now], baseline: report([before]), defaultLimit: limit)
+    }
+    // One run on either side: noise, not compared, and said so.
+    let single = compare(run([1_000]), run([10_000]), 0.25)
+    #expect(single.regressions.isEmpty)
+    #expect(single.summary.notRepeated >= 1)
+    #expect(single.summary.notes.contains { $0.contains("--repeat") })
+    // Best now 1 200 < worst before 9 000 × 0.75: a regression, reported with the values the rule used.
+    let slower = compare(run([1_000, 1_200]), run([10_000, 9_000]), 0.25)
+    #expect(slower.regressions.map(\.metric) == ["chunks_per_second"])
+    #expect(slower.regressions.first?.baseline == 9_000)
+    #expect(slower.regressions.first?.current == 1_200)
+    #expect(slower.regressions.first?.rule == "best of 2 runs vs worst of 2")
+    #expect(compare(run([1_000, 1_200]), run([10_000, 9_000]), 0.95).regressions.isEmpty)
+    // Overlapping ranges are noise: best now 9 500 is within 25 % of worst before 10 000.
+    #expect(compare(run([6_000, 9_500]), run([10_000, 12_000]), 0.25).regressions.isEmpty)
     #expect(
       BaselineComparison.regressions(
-        current: [slow], baseline: baseline, defaultLimit: 0.25, limits: ["s": [.chunksPerSecond: 0.95]]
+        current: [run([1_000, 1_200])], baseline: report([run([10_000, 9_000])]), defaultLimit: 0.25,
+        limits: ["s": [.chunksPerSecond: 0.95]]
       ).isEmpty, "a scenario's own limit overrides the command line's")
   }
+
+  @Test("deterministic figures compare exactly from one run, only with the baseline's seed; counts must be equal")
+  func baselineDeterministic() {
+    func run(p99: Double, delivered: Int = 10, seed: UInt64 = 1) -> ScenarioResult {
+      var r = result(name: "s", verdict: .pass, checks: [])
+      r.seed = seed
+      r.metrics.chunksDelivered = delivered
+      r.metrics.chunkLatencyCorrected = LatencySummary(
+        count: 10, p50: p99 / 2, p90: p99, p99: p99, p999: p99, max: p99, mean: p99 / 2)
+      return r
+    }
+    let same = BaselineComparison.compare(current: [run(p99: 500)], baseline: report([run(p99: 500)]), defaultLimit: 0)
+    #expect(same.regressions.isEmpty, "a run compared with itself")
+    #expect(same.summary.exact >= 3)
+    let slower = BaselineComparison.regressions(
+      current: [run(p99: 700)], baseline: report([run(p99: 500)]), defaultLimit: 0.25)
+    #expect(
+      Set(slower.map(\.metric)) == ["scenario_latency_p50_us", "scenario_latency_p99_us", "scenario_latency_max_us"])
+    #expect(
+      BaselineComparison.regressions(current: [run(p99: 600)], baseline: report([run(p99: 500)]), defaultLimit: 0.25)
+        .isEmpty, "20 % worse is within 25 %")
+    #expect(slower.allSatisfy { $0.rule == "exact (deterministic)" })
+    let fewer = BaselineComparison.regressions(
+      current: [run(p99: 500, delivered: 9)], baseline: report([run(p99: 500)]), defaultLimit: 1000)
+    #expect(fewer.map(\.metric) == ["chunks_delivered"], "a count differs: any change, whatever the limit")
+    let otherSeed = BaselineComparison.compare(
+      current: [run(p99: 700, seed: 2)], baseline: report([run(p99: 500)]), defaultLimit: 0.25)
+    #expect(otherSeed.regressions.isEmpty)
+    #expect(otherSeed.summary.notComparable >= 3)
+    // A deterministic figure that varied between repeats is noise after all: best vs worst.
+    var varied = run(p99: 700)
+    varied.figures = ["scenario_latency_p99_us": [700, 400], "chunks_delivered": [10, 10]]
+    var before = run(p99: 500)
+    before.figures = ["scenario_latency_p99_us": [500, 500], "chunks_delivered": [10, 10]]
+    let noisy = BaselineComparison.compare(current: [varied], baseline: report([before]), defaultLimit: 0.25)
+    #expect(!noisy.regressions.contains { $0.metric == "scenario_latency_p99_us" })
+    #expect(noisy.summary.notes.contains { $0.contains("varied between repeats") })
+  }
+
+  @Test("JUnit: names unique within a suite, a time per test case, the root's totals are its suites' sums")
+  func junitTotals() throws {
+    let outcome = CheckResult(
+      name: "outcome", rule: "KSP-4.1", level: .must, verdict: .pass, expected: "e", observed: "o")
+    let skipped = CheckResult(
+      name: "x", rule: "KSP-1.1", level: .must, verdict: .untested, expected: "e", observed: "o")
+    var a = result(name: "a", verdict: .fail, checks: [outcome, outcome, hostile, outcome, skipped])
+    a.metrics.wallSeconds = 2.5
+    var b = result(name: "b", verdict: .pass, checks: [outcome])
+    b.metrics.wallSeconds = 0.5
+    var r = report([a, b], complete: false)
+    r.regressions = [
+      Regression(scenario: "a", metric: "chunks_per_second", baseline: 2, current: 1, allowed: "≥ 75 %", rule: "r")
+    ]
+    r.baseline = BaselineSummary()
+    let xml = JUnitReport.render(r)
+    let doc = try JUnitDocument(xml)
+    for suite in doc.suites {
+      #expect(Set(suite.cases.map(\.name)).count == suite.cases.count, "\(suite.name): \(suite.cases.map(\.name))")
+      #expect(suite.cases.allSatisfy { $0.time != nil }, "\(suite.name)")
+      #expect(Int(suite.attributes["tests"] ?? "") == suite.cases.count)
+    }
+    let suiteA = try #require(doc.suites.first { $0.name == "a" })
+    #expect(suiteA.cases.map(\.name).prefix(2) == ["KSP-4.1 outcome", "KSP-4.1 outcome #2"])
+    #expect(suiteA.cases.map(\.name).contains("KSP-4.1 outcome #3"))
+    #expect(abs(suiteA.cases.compactMap(\.time).reduce(0, +) - 2.5) < 0.01, "the checks share the scenario's time")
+    for key in ["tests", "failures", "errors", "skipped"] {
+      let sum = doc.suites.compactMap { Int($0.attributes[key] ?? "") }.reduce(0, +)
+      #expect(Int(doc.root[key] ?? "") == sum, "\(key): root \(doc.root[key] ?? "none"), suites \(sum)")
+    }
+    #expect(Int(doc.root["tests"] ?? "") == doc.suites.reduce(0) { $0 + $1.cases.count })
+    #expect(abs((Double(doc.root["time"] ?? "") ?? -1) - 3.0) < 0.01)
+    let baseline = try #require(doc.suites.first { $0.name == "kensho-bench baseline" })
+    #expect(baseline.attributes["failures"] == "1")
+    #expect(xml.contains("type=\"REGRESSION\""))
+    #expect(xml.unicodeScalars.allSatisfy(JUnitReport.isXMLChar))
+    // Names that differ only in characters XML cannot hold stay apart once sanitized.
+    let odd = CheckResult(name: "y\u{FFFE}", rule: "R", level: .must, verdict: .pass, expected: "", observed: "")
+    let odd2 = CheckResult(name: "y\u{FFFF}", rule: "R", level: .must, verdict: .pass, expected: "", observed: "")
+    let names =
+      try JUnitDocument(JUnitReport.render(report([result(name: "c", verdict: .pass, checks: [odd, odd2])])))
+      .suites.first?.cases.map(\.name) ?? []
+    #expect(Set(names).count == 2, "\(names)")
+  }
+
+  @Test("regressions and the comparison's rule appear in the HTML")
+  func htmlRegressions() {
+    var r = report([result(name: "a", verdict: .pass, checks: [])])
+    r.regressions = [
+      Regression(scenario: "a", metric: "chunks_per_second", baseline: 2, current: 1, allowed: "≥ 75 %", rule: "rule")
+    ]
+    var summary = BaselineSummary()
+    summary.notes = ["how figures were compared"]
+    r.baseline = summary
+    let html = HTMLReport.render(r)
+    #expect(html.contains("1 regressions against the baseline"))
+    #expect(html.contains("chunks_per_second"))
+    #expect(html.contains("how figures were compared"))
+  }
+}
+
+/// A JUnit document's root attributes, suites and test cases (parsing proves it well-formed).
+struct JUnitDocument {
+  struct Case {
+    var name: String
+    var time: Double?
+  }
+  struct Suite {
+    var name: String
+    var attributes: [String: String]
+    var cases: [Case] = []
+  }
+  var root: [String: String] = [:]
+  var suites: [Suite] = []
+
+  init(_ text: String) throws {
+    final class Delegate: NSObject, XMLParserDelegate {
+      var document = JUnitDocument()
+      func parser(
+        _ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
+        attributes: [String: String] = [:]
+      ) {
+        switch name {
+        case "testsuites": document.root = attributes
+        case "testsuite": document.suites.append(Suite(name: attributes["name"] ?? "", attributes: attributes))
+        case "testcase":
+          guard !document.suites.isEmpty else { return }
+          document.suites[document.suites.count - 1].cases.append(
+            Case(name: attributes["name"] ?? "", time: attributes["time"].flatMap(Double.init)))
+        default: break
+        }
+      }
+    }
+    let parser = XMLParser(data: Data(text.utf8))
+    let delegate = Delegate()
+    parser.delegate = delegate
+    guard parser.parse() else { throw parser.parserError ?? CocoaError(.coderReadCorrupt) }
+    self = delegate.document
+  }
+
+  private init() {}
 }
 
 /// Counts elements by name in an XML document (parsing proves it well-formed).

@@ -1,4 +1,5 @@
 import Foundation
+import KenshoHarness
 import KenshoProtocol
 import Testing
 
@@ -107,7 +108,7 @@ struct TranscriptTests {
 
   @Test("the JavaScript adapter answers the documented transcript line for line", .enabled(if: hasNode, "needs node"))
   func javascript() throws {
-    try replay(nodeAdapter.split(separator: " ").map(String.init))
+    try replay(try ShellWords.split(nodeAdapter))
   }
 
   @Test("the reference adapter answers the documented transcript line for line")

@@ -63,7 +63,8 @@ struct LoaderFuzzTests {
       #expect(r.reason == .exit, "mutant \(index) (seed \(Self.seed ^ 0xC11)) ended by signal \(r.status)")
       #expect(r.status == 0 || r.status == 2, "mutant \(index) exited \(r.status): \(r.stderr)")
       for line in r.stderr.split(separator: "\n", omittingEmptySubsequences: false).dropLast() {
-        #expect(line.hasPrefix("error: \(file.path): $"), "mutant \(index): \(line)")
+        let location = line.dropFirst("error: \(file.path): ".count).prefix { $0 != ":" }
+        #expect(line.hasPrefix("error: \(file.path): ") && Self.isLocation(location), "mutant \(index): \(line)")
         #expect(!line.unicodeScalars.contains(where: SafeText.needsEscape), "mutant \(index): \(line)")
       }
     }
@@ -74,14 +75,23 @@ struct LoaderFuzzTests {
   }
 
   /// What a rejection must look like.
+  /// Where a problem is: a JSON path, or for text that is not JSON, its line and column.
+  static func isLocation(_ text: some StringProtocol) -> Bool {
+    if text.hasPrefix("$") { return true }
+    let parts = text.split(separator: " ")
+    return parts.count == 4 && parts[0] == "line" && parts[2] == "column"
+      && parts[1].hasSuffix(",") && Int(parts[1].dropLast()).map { $0 >= 1 } == true
+      && Int(parts[3]).map { $0 >= 1 } == true
+  }
+
   static func problemViolations(_ error: ScenarioLoadError, file: String) -> [String] {
     var wrong: [String] = []
     if error.problems.isEmpty { wrong.append("no problem listed") }
     if error.problems.count > ScenarioLimits.maxProblems + 1 { wrong.append("\(error.problems.count) problems") }
     for p in error.problems {
       if p.file != file { wrong.append("file \(p.file)") }
-      if !p.path.hasPrefix("$") { wrong.append("path \(p.path)") }
-      if !p.description.hasPrefix("\(file): $") { wrong.append("description \(p.description)") }
+      if !isLocation(p.path) { wrong.append("path \(p.path)") }
+      if !p.description.hasPrefix("\(file): \(p.path): ") { wrong.append("description \(p.description)") }
       if p.description.unicodeScalars.contains(where: SafeText.needsEscape) {
         wrong.append("unescaped \(SafeText.escape(p.description))")
       }

@@ -55,12 +55,20 @@ struct LoaderTests {
     #expect(format?.description == "x.json: $.format: expected \"kensho-scenario/1\", found \"kensho-scenario/9\"")
   }
 
-  @Test("malformed JSON is one problem at $")
+  @Test("malformed JSON is one problem, at its line and column (not a byte offset), naming what was found")
   func malformedJSON() {
     let found = problems("{\"format\": ")
     #expect(found.count == 1)
-    #expect(found.first?.path == "$")
-    #expect(found.first?.expected == "valid JSON")
+    #expect(found.first?.path == "line 1, column 12")
+    #expect(found.first?.expected == "a value (the file is not valid JSON)")
+    #expect(found.first?.found == "the end of the text")
+    // Columns count characters, not bytes; lines count line feeds.
+    let later = problems("{\n  \"name\": \"é\",\n  \"format\": kensho\n}")
+    #expect(later.first?.path == "line 3, column 13", "\(later)")
+    #expect(later.first?.found == "\"k\"")
+    let accented = problems("{\"é\": é}")
+    #expect(accented.first?.path == "line 1, column 7", "\(accented)")
+    #expect(accented.first?.found == "\"é\"")
   }
 
   @Test("a missing file is a problem, not a crash")
