@@ -68,7 +68,7 @@ struct FaultTests {
     #expect(a.metrics.faultsInjected == b.metrics.faultsInjected)
     #expect(a.metrics.chunksDelivered == b.metrics.chunksDelivered)
     #expect(a.metrics.messages == b.metrics.messages)
-    #expect(a.trace == b.trace)
+    #expect(a.wireLog == b.wireLog)
     #expect(a.checks == b.checks)
     #expect(
       a.metrics.faultsInjected != c.metrics.faultsInjected || a.metrics.chunksDelivered != c.metrics.chunksDelivered)
