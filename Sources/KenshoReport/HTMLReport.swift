@@ -333,7 +333,9 @@ public enum HTMLReport {
   static func wireLog(_ log: WireLog.Stream, checks: [CheckResult]) -> Markup {
     let consumer = log.consumer ?? "consumer"
     let producer = log.producer ?? "producer"
-    let useSeconds = (log.rows.map(\.t).max() ?? 0) >= 10_000
+    // One unit for the column, chosen by the messages (a late "no terminal callback" would
+    // otherwise turn every time into 0.00x s).
+    let useSeconds = (log.rows.filter { !$0.isEvent }.map(\.t).max() ?? 0) >= 10_000
     func time(_ ms: Double) -> String {
       useSeconds ? String(format: "%.3f s", ms / 1e3) : String(format: "%.3f ms", ms)
     }
@@ -517,7 +519,9 @@ public enum HTMLReport {
         message.append(.el("span", [("class", "ends")], text: " " + ends))
       }
     }
-    if let kind = r.forged { message.append(.el("span", [("class", "fate forged")], text: "forged: \(kind)")) }
+    if let kind = r.forged {
+      message += [.text(" "), .el("span", [("class", "fate forged")], text: "forged: \(kind)")]
+    }
     if let problem = r.problem { message.append(.el("div", [("class", "detail")], text: "breaks KSP-1.1: " + problem)) }
     if !r.offending.isEmpty {
       message.append(
@@ -735,6 +739,7 @@ public enum HTMLReport {
     svg .grid{stroke:#eee}svg .series{fill:none;stroke-width:1.6}svg text{font-size:10px;fill:#444}
     svg .end{text-anchor:end}svg .mid{text-anchor:middle}svg .start{text-anchor:start}svg .axis{font-size:11px;fill:#222}svg .legend{font-size:11px}
     @media (max-width:700px){body{padding:0 8px;margin:8px auto}.badge{min-width:0;padding:3px 8px}.badge .value{font-size:15px}
-    th.ladder,td.ladder{width:90px;min-width:90px}table.wire td.msg{min-width:160px}}
+    th.ladder,td.ladder{width:90px;min-width:90px}table.wire td.msg{min-width:160px}
+    table.wire td:nth-child(2),table.wire th:nth-child(2){display:none}table.wire td,table.wire th{padding:1px 3px}}
     """
 }

@@ -212,7 +212,8 @@ public struct WireLog: Sendable, Hashable, Codable {
         }
       }
     }
-    let keep = selection(h, messages, offending: offending, around: around, limit: limit)
+    let faulted = Set(fates.filter { $0.value.contains { $0 != .queued } }.keys)
+    let keep = selection(h, messages, offending: offending, faulted: faulted, around: around, limit: limit)
     var rows: [Row] = []
     var lastKept = -1
     var eventIndex = 0
@@ -248,9 +249,11 @@ public struct WireLog: Sendable, Hashable, Codable {
   }
 
   /// Which of a stream's messages (by position) to keep: all when they fit; else those around
-  /// each counterexample, the first and the last, then those something happened to.
+  /// each counterexample, the first and the last, then those the network or the harness did
+  /// something to (lost, cut off, duplicated, delayed, forged, invalid), then the rest that is
+  /// not a plain chunk.
   static func selection(
-    _ h: History, _ messages: [Int32], offending: [Int: [String]], around: [Double], limit: Int
+    _ h: History, _ messages: [Int32], offending: [Int: [String]], faulted: Set<Int32>, around: [Double], limit: Int
   ) -> [Int] {
     guard messages.count > limit else { return Array(messages.indices) }
     var keep = Set<Int>()
@@ -266,9 +269,14 @@ public struct WireLog: Sendable, Hashable, Codable {
     }
     add(0..<window * 2)
     add((messages.count - window)..<messages.count)
+    // Then what the network or the harness did something to, then what is not a plain chunk.
     for (i, m) in messages.enumerated() where keep.count < limit {
       let w = h.wire[Int(m)]
-      if w.isForged || w.problem >= 0 || w.error >= 0 || w.type != .streamChunk { keep.insert(i) }
+      if faulted.contains(m) || w.isForged || w.problem >= 0 { keep.insert(i) }
+    }
+    for (i, m) in messages.enumerated() where keep.count < limit {
+      let w = h.wire[Int(m)]
+      if w.error >= 0 || w.type != .streamChunk { keep.insert(i) }
     }
     return keep.sorted()
   }
