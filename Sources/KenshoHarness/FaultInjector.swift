@@ -74,8 +74,9 @@ final class FaultInjector: Sendable {
     guard !faults.isEmpty else { return .deliver }
     let now = clock.nanoseconds()
     var forged: [(Fault.Forgery, String?, Int64)] = []
-    let (drop, copies, delay): (Bool, Int, Int64) = state.withLock { s in
+    let (drop, partitioned, copies, delay): (Bool, Bool, Int, Int64) = state.withLock { s in
       var drop = false
+      var partitioned = false
       var copies = 0
       var delay: Int64 = 0
       for (i, f) in faults.enumerated() where matches(f, m, now: now) {
@@ -92,7 +93,10 @@ final class FaultInjector: Sendable {
         if f.probability < 1 && s.rng.unit() >= f.probability { continue }
         s.hits[i] += 1
         switch f.kind {
-        case .drop: drop = true
+        case .drop:
+          drop = true
+          // Every message between two agents dropped is a partition: recorded as a cut, not a loss.
+          if f.between != nil && f.probability >= 1 && f.types.isEmpty { partitioned = true }
         case .duplicate: copies += 1
         case .delay(let d): delay += Self.nanoseconds(d, &s.rng)
         case .forge(let what, let from, let afterMs):
@@ -102,7 +106,7 @@ final class FaultInjector: Sendable {
           }
         }
       }
-      return (drop, copies, delay)
+      return (drop, partitioned, copies, delay)
     }
     let recorder = self.recorder
     if let network = network.withLock({ $0 }) {
@@ -116,7 +120,7 @@ final class FaultInjector: Sendable {
       }
     }
     if drop {
-      recorder?.record(.fault(tag, .dropped), at: now)
+      recorder?.record(.fault(tag, partitioned ? .cutOff : .dropped), at: now)
       return .drop
     }
     guard copies > 0 || delay > 0, let network = network.withLock({ $0 }) else { return .deliver }

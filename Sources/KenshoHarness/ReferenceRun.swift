@@ -98,13 +98,6 @@ final class ReferenceRun: Sendable {
         let tag = recorder.sent(m, origin: .bus, at: now)
         stateRef.withLock { s in
           s.wire[m.type, default: 0] += 1
-          if m.type == .streamRequest && s.traceStreamId == nil { s.traceStreamId = m.streamId }
-          if m.streamId != nil && m.streamId == s.traceStreamId && s.trace.count < 64 {
-            s.trace.append(
-              TraceEntry(
-                t: Double(now) / 1e6, type: m.type.rawValue, from: m.sourceWorker, to: m.targetWorker, seq: m.seq,
-                code: m.error?.code))
-          }
         }
         let verdict = injector.apply(m, tag: tag)
         // A message that survives the faults waits in a slow consumer's inbox.

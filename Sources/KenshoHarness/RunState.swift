@@ -51,8 +51,6 @@ struct RunState: Sendable {
   var firstChunk = RunState.histogram()
   /// Scenario-time ns from when a stream was due to open to its terminal callback.
   var completion = RunState.histogram()
-  var traceStreamId: String?
-  var trace: [TraceEntry] = []
 
   static func histogram() -> Histogram<UInt64> {
     Histogram(highestTrackableValue: 3_600_000_000_000, numberOfSignificantValueDigits: .three)

@@ -138,9 +138,9 @@ public struct ScenarioRunner: Sendable {
     }
     if run.adapters == nil { for bus in run.buses.values { bus.dispose() } }
     let verdict = checks.map(\.verdict).max() ?? .pass
-    let (samples, trace, histograms) = run.state.withLock { s in
+    let (samples, histograms) = run.state.withLock { s in
       (
-        s.samples, s.trace,
+        s.samples,
         Self.hgrm([
           "chunk-latency": s.latency, "chunk-latency-corrected": s.latencyCorrected,
           "time-to-first-chunk": s.firstChunk, "stream-completion": s.completion,
@@ -151,7 +151,8 @@ public struct ScenarioRunner: Sendable {
       name: scenario.name, file: scenario.file, description: scenario.description, seed: seed,
       timeMode: scenario.time.mode.rawValue, verdict: verdict, checks: checks, metrics: metrics, samples: samples,
       error: problem)
-    result.trace = trace
+    // What the report shows of the history: bounded, whatever the run's length.
+    result.wireLog = WireLog.excerpt(record, checks: checks)
     result.histograms = histograms
     result.findings = Self.findings(scenario, metrics, inboxes: run.slow.maxDepths)
     result.heapProfile = profile

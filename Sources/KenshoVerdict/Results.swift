@@ -108,26 +108,6 @@ public struct Sample: Sendable, Hashable, Codable {
   }
 }
 
-/// One message of the traced stream (the first one opened), for the sequence diagram.
-public struct TraceEntry: Sendable, Hashable, Codable {
-  /// Scenario time, ms.
-  public var t: Double
-  public var type: String
-  public var from: String
-  public var to: String
-  public var seq: Int?
-  public var code: String?
-
-  public init(t: Double, type: String, from: String, to: String, seq: Int?, code: String?) {
-    self.t = t
-    self.type = type
-    self.from = from
-    self.to = to
-    self.seq = seq
-    self.code = code
-  }
-}
-
 /// A point of a latency percentile curve.
 public struct PercentilePoint: Sendable, Hashable, Codable {
   public var percentile: Double
@@ -150,8 +130,9 @@ public struct ScenarioResult: Sendable, Hashable, Codable {
   public var checks: [CheckResult]
   public var metrics: Metrics
   public var samples: [Sample]
-  /// The messages of one stream, for the sequence diagram.
-  public var trace: [TraceEntry] = []
+  /// The messages of the streams its failing checks point at (or a short sample), bounded:
+  /// the report's wire log.
+  public var wireLog = WireLog()
   /// Why the scenario could not run to the end, when it could not.
   public var error: String?
   /// Histograms in HdrHistogram's `.hgrm` text form, by name; written beside the report.
@@ -182,8 +163,8 @@ public struct ScenarioResult: Sendable, Hashable, Codable {
 
   // `histograms` go to their own `.hgrm` files, not into the JSON.
   enum CodingKeys: String, CodingKey {
-    case name, file, description, seed, timeMode, verdict, checks, metrics, samples, trace, error, heapProfile, findings
-    case figures
+    case name, file, description, seed, timeMode, verdict, checks, metrics, samples, wireLog, error, heapProfile,
+      findings, figures
   }
 
   /// The rules this scenario's checks cite.
