@@ -90,13 +90,13 @@ public struct StringFormat: Sendable {
   }
 }
 
-public struct StringShape: Sendable {
+public final class StringShape: Sendable {
   /// The strings allowed; nil: any.
-  public var values: [String]?
+  public let values: [String]?
   /// Length in Unicode code points, as JSON Schema counts it.
-  public var minLength: Int?
-  public var maxLength: Int?
-  public var format: StringFormat?
+  public let minLength: Int?
+  public let maxLength: Int?
+  public let format: StringFormat?
 
   public init(values: [String]? = nil, minLength: Int? = nil, maxLength: Int? = nil, format: StringFormat? = nil) {
     self.values = values
@@ -123,15 +123,15 @@ public struct StringShape: Sendable {
   }
 }
 
-public struct ArrayShape: Sendable {
-  public var items: Shape
-  public var minItems: Int
-  public var maxItems: Int?
+public final class ArrayShape: Sendable {
+  public let items: Shape
+  public let minItems: Int
+  public let maxItems: Int?
   /// What one item is ("agent"), and several ("agents"), for problems about the count.
-  public var noun: String
-  public var nouns: String
+  public let noun: String
+  public let nouns: String
   /// What the array is, for problems; by default "an array of <nouns>".
-  public var what: String
+  public let what: String
 
   public init(
     _ items: Shape, minItems: Int = 0, maxItems: Int? = nil, noun: String = "item", nouns: String? = nil,
@@ -147,13 +147,13 @@ public struct ArrayShape: Sendable {
 }
 
 /// A member of an object.
-public struct Field: Sendable {
-  public var name: String
-  public var shape: Shape
-  public var required: Bool
+public final class Field: Sendable {
+  public let name: String
+  public let shape: Shape
+  public let required: Bool
   /// The value used when the member is absent, stated in the schema.
-  public var defaultValue: JSONValue?
-  public var doc: String
+  public let defaultValue: JSONValue?
+  public let doc: String
 
   public init(_ name: String, _ shape: Shape, required: Bool = false, default: JSONValue? = nil, _ doc: String) {
     self.name = name
@@ -165,23 +165,33 @@ public struct Field: Sendable {
 }
 
 /// An object with declared members; any other member is a problem.
-public struct ObjectShape: Sendable {
-  public var fields: [Field]
-  public var doc: String
+public final class ObjectShape: Sendable {
+  /// Members of which at most one may be present, and how to say so.
+  public struct Exclusive: Sendable {
+    public var members: [String]
+    public var what: String
+    public init(_ members: [String], _ what: String) {
+      self.members = members
+      self.what = what
+    }
+  }
+
+  public let fields: [Field]
+  public let doc: String
   /// What it is, for problems ("an error {name, message, code?}").
-  public var what: String
+  public let what: String
   /// Groups of members of which at least one must be present (metric: `min` or `max`).
-  public var atLeastOne: [[String]]
-  /// Groups of members of which at most one may be present, and how to say so.
-  public var atMostOne: [(members: [String], what: String)]
+  public let atLeastOne: [[String]]
+  /// Groups of members of which at most one may be present.
+  public let atMostOne: [Exclusive]
   /// Further `allOf` items of the schema, for rules the loader checks in code (stated here so
   /// that they come from the same constants).
-  public var schemaRules: [SchemaJSON]
+  public let schemaRules: [SchemaJSON]
   let index: [String: Int]
 
   public init(
     doc: String, what: String = "an object", _ fields: [Field], atLeastOne: [[String]] = [],
-    atMostOne: [(members: [String], what: String)] = [], schemaRules: [SchemaJSON] = []
+    atMostOne: [Exclusive] = [], schemaRules: [SchemaJSON] = []
   ) {
     self.fields = fields
     self.doc = doc
@@ -198,7 +208,7 @@ public struct ObjectShape: Sendable {
 }
 
 /// An object whose members depend on the value of its member `tag`.
-public struct VariantShape: Sendable {
+public final class VariantShape: Sendable {
   public struct Case: Sendable {
     /// The values of the tag that select it.
     public var values: [String]
@@ -206,12 +216,12 @@ public struct VariantShape: Sendable {
     public var shape: Shape
   }
 
-  public var tag: String
+  public let tag: String
   /// The tag's value when it is absent; nil: the tag is required.
-  public var defaultTag: String?
-  public var cases: [Case]
-  public var doc: String
-  public var what: String
+  public let defaultTag: String?
+  public let cases: [Case]
+  public let doc: String
+  public let what: String
   let memberNames: Set<String>
   let byValue: [String: Int]
 
@@ -387,21 +397,24 @@ public class FormatChecker {
     guard case .object(let members) = v else { return mismatch(v, .object(o), path()) }
     var kept: [String: JSONValue] = [:]
     kept.reserveCapacity(members.count)
-    for key in members.keys.sorted() {
-      guard let member = members[key] else { continue }
-      guard let field = o.field(key) else {
+    var known = 0
+    for field in o.fields {
+      guard let member = members[field.name] else {
+        if field.required { problem(at(path(), field.name), expected: field.shape.expected, found: "nothing") }
+        continue
+      }
+      known += 1
+      if let ok = check(member, field.shape, self.at(path(), field.name)) { kept[field.name] = ok }
+    }
+    if known < members.count {
+      for key in members.keys.sorted() where o.field(key) == nil {
         problem(
           at(path(), key),
           expected: variant.map { variant in
             "only \(o.fields.map(\.name).sorted().joined(separator: ", ")) with \(variant.tag) \"\(variant.value)\""
           } ?? "one of the members \(o.fields.map(\.name).sorted().joined(separator: ", "))",
           found: "an unknown member")
-        continue
       }
-      if let ok = check(member, field.shape, self.at(path(), key)) { kept[key] = ok }
-    }
-    for field in o.fields where field.required && members[field.name] == nil {
-      problem(at(path(), field.name), expected: field.shape.expected, found: "nothing")
     }
     for group in o.atLeastOne where !group.contains(where: { members[$0] != nil }) {
       problem(path(), expected: group.map { "\"\($0)\"" }.joined(separator: " or "), found: "neither")

@@ -182,19 +182,20 @@ final class Reader: FormatChecker {
     }
     // Names as the file declares them, valid or not, so that a bad agent is reported once.
     let agentNames = Set(json["agents"]?.arrayValue?.compactMap { $0["name"]?.stringValue } ?? [])
+    let agentsChecked = o["agents"] != nil
     let faults = o.items("faults").compactMap { i, v in v.objectValue.flatMap { fault($0, "$.faults[\(i)]") } }
     scenario.faults = faults.map(\.fault)
     for fault in faults {
-      for (j, name) in fault.between where !agentNames.contains(name) {
+      for (j, name) in fault.between where agentsChecked && !agentNames.contains(name) {
         problem("\(fault.path).between[\(j)]", expected: agentName(agentNames), found: found(.string(name)))
       }
-      if case .forge(_, let from?, _) = fault.fault.kind, !agentNames.contains(from) {
+      if case .forge(_, let from?, _) = fault.fault.kind, agentsChecked, !agentNames.contains(from) {
         problem("\(fault.path).from", expected: agentName(agentNames), found: found(.string(from)))
       }
     }
     for (i, v) in o.items("actions") {
       guard let a = v.objectValue, let agent = a.string("dispose") else { continue }
-      if !agentNames.contains(agent) {
+      if agentsChecked && !agentNames.contains(agent) {
         problem("$.actions[\(i)].dispose", expected: agentName(agentNames), found: found(.string(agent)))
       }
       scenario.actions.append(Action(atMs: a.double("atMs") ?? 0, kind: .dispose(agent)))
@@ -411,6 +412,8 @@ final class Reader: FormatChecker {
         "$.workload", expected: "at most \(ScenarioLimits.maxTotalChunks) chunks in all groups (streams × chunks)",
         found: "\(footprint.chunks == Int.max ? "more than \(Int.max)" : "\(footprint.chunks)") chunks")
     }
+    // Without agents (a problem of its own), names cannot refer to any.
+    guard o["agents"] != nil else { return }
     for (i, v) in o.items("workload") {
       guard let g = v.objectValue else { continue }
       for key in ["consumers", "producers"] {

@@ -286,7 +286,9 @@ public enum ScenarioFormat {
             "Open each stream with a traceId that all its messages must carry (KSP-1.4)."),
         ],
         atMostOne: [
-          (["concurrency", "ratePerSecond"], "either \"concurrency\" (closed model) or \"ratePerSecond\" (open model)")
+          ObjectShape.Exclusive(
+            ["concurrency", "ratePerSecond"],
+            "either \"concurrency\" (closed model) or \"ratePerSecond\" (open model)")
         ])))
 
   // MARK: Expectations
