@@ -147,7 +147,7 @@ public enum ChunkContent: Sendable, Hashable {
 
 /// How a producer finishes its stream after its chunks.
 public enum Finish: Sendable, Hashable {
-  /// `stream.end(summary)`.
+  /// `stream.end(summary)`; nil: the harness sends `{"chunks": N}`, N the chunks emitted.
   case end(JSONValue?)
   /// `stream.error(error)`.
   case error(SerializedError)

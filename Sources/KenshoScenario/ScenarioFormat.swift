@@ -145,7 +145,8 @@ public enum ScenarioFormat {
                 [
                   kind("End the stream normally."),
                   Field(
-                    "summary", .any(what: "a summary"), "The summary passed to stream.end (any JSON); absent: none."),
+                    "summary", .any(what: "a summary"),
+                    "The summary passed to stream.end (any JSON). Absent: {\"chunks\": N}, N the chunks emitted."),
                 ]))),
           .when(
             "error", "throw",
