@@ -54,7 +54,7 @@ let package = Package(
     ),
     .target(
       name: "KenshoScenario", dependencies: ["KenshoProtocol"],
-      resources: [.copy("Resources/kensho-scenario-1.schema.json")],
+      exclude: ["Resources/kensho-scenario-1.schema.json"],
       swiftSettings: strict),
     .target(name: "KenshoVerdict", dependencies: ["KenshoProtocol", "KenshoScenario"], swiftSettings: strict),
     .target(

@@ -99,7 +99,7 @@ public enum ScenarioLoader {
     }
     let reader = Reader(file: file)
     let scenario = reader.scenario(json)
-    if let scenario, reader.problems.isEmpty { return scenario }
+    if let scenario, !reader.hasProblems { return scenario }
     throw ScenarioLoadError(problems: reader.finalProblems)
   }
 
@@ -167,243 +167,62 @@ public enum ScenarioLoader {
 }
 
 /// Walks a JSON value, collecting problems with their paths instead of stopping at the first.
-final class Reader {
-  let file: String
-  var problems: [ScenarioProblem] = []
-  /// Problems beyond ``ScenarioLimits/maxProblems``, counted only.
-  var unlisted = 0
-
-  init(file: String) { self.file = file }
-
-  /// Notes a problem (the texts are made only for the problems listed).
-  func problem(
-    _ path: @autoclosure () -> String, expected: @autoclosure () -> String, found: @autoclosure () -> String
-  ) {
-    guard problems.count < ScenarioLimits.maxProblems else {
-      unlisted += 1
-      return
-    }
-    problems.append(ScenarioProblem(file: file, path: path(), expected: expected(), found: found()))
-  }
-
-  /// The problems, and a last one counting those not listed.
-  var finalProblems: [ScenarioProblem] {
-    guard unlisted > 0 else { return problems }
-    return problems + [
-      ScenarioProblem(
-        file: file, path: "$", expected: "at most \(ScenarioLimits.maxProblems) problems listed",
-        found: "\(unlisted) more")
-    ]
-  }
-
-  /// A value as problems show it: strings quoted and escaped, numbers exactly.
-  func found(_ v: JSONValue?) -> String {
-    guard let v else { return "nothing" }
-    switch v {
-    case .string(let s): return SafeText.quoted(s)
-    case .int(let i): return String(i)
-    case .double(let d): return Self.format(d)
-    case .bool(let b): return String(b)
-    case .null: return "null"
-    default: return "an \(v.typeName)"
-    }
-  }
-
-  /// A number as people write it: integers without a fraction, never a trap.
-  static func format(_ d: Double) -> String {
-    if !d.isFinite { return d.isNaN ? "not a number" : "a number beyond ±1.8e308" }
-    if d == d.rounded(), d.magnitude <= 1e18 { return String(Int64(d)) }
-    return String(d)
-  }
-
-  /// The path of member `key` under `path`.
-  func at(_ path: String, _ key: String) -> String { SafeText.member(path, key) }
-
-  /// The object at `path`, reporting members not in `allowed`.
-  func object(_ v: JSONValue?, _ path: String, allowed: Set<String>) -> [String: JSONValue]? {
-    guard case .object(let o)? = v else {
-      problem(path, expected: "an object", found: found(v))
-      return nil
-    }
-    for key in o.keys.sorted() where !allowed.contains(key) {
-      problem(
-        at(path, key), expected: "one of the members \(allowed.sorted().joined(separator: ", "))",
-        found: "an unknown member")
-    }
-    return o
-  }
-
-  /// Reports members of `o` that the variant `kind` does not take.
-  func onlyMembers(_ o: [String: JSONValue], _ allowed: Set<String>, _ path: String, kind: String) {
-    for key in o.keys.sorted() where !allowed.contains(key) {
-      problem(
-        at(path, key), expected: "only \(allowed.sorted().joined(separator: ", ")) with kind \"\(kind)\"",
-        found: "an unknown member")
-    }
-  }
-
-  func string(_ o: [String: JSONValue], _ key: String, _ path: String, required: Bool = false) -> String? {
-    guard let v = o[key] else {
-      if required { problem(at(path, key), expected: "a string", found: "nothing") }
-      return nil
-    }
-    guard case .string(let s) = v else {
-      problem(at(path, key), expected: "a string", found: found(v))
-      return nil
-    }
-    return s
-  }
-
-  /// A number from `min` to `max`; `what` names it in problems ("a time in ms").
-  func number(
-    _ o: [String: JSONValue], _ key: String, _ path: String, min: Double, max: Double, what: String = "a number"
-  ) -> Double? {
-    guard let v = o[key] else { return nil }
-    guard let d = v.doubleValue, d.isFinite, d >= min, d <= max else {
-      problem(at(path, key), expected: "\(what) from \(Self.format(min)) to \(Self.format(max))", found: found(v))
-      return nil
-    }
-    return d + 0  // -0 becomes 0
-  }
-
-  /// A time in milliseconds from `min` to ``ScenarioLimits/maxTimeMs``.
-  func time(_ o: [String: JSONValue], _ key: String, _ path: String, min: Double = 0) -> Double? {
-    number(o, key, path, min: min, max: ScenarioLimits.maxTimeMs, what: "a time in ms")
-  }
-
-  func integer(_ o: [String: JSONValue], _ key: String, _ path: String, min: Int = 0, max: Int) -> Int? {
-    guard let v = o[key] else { return nil }
-    guard let i = v.intValue, let n = Int(exactly: i), n >= min, n <= max else {
-      problem(at(path, key), expected: "an integer from \(min) to \(max)", found: found(v))
-      return nil
-    }
-    return n
-  }
-
-  func bool(_ o: [String: JSONValue], _ key: String, _ path: String) -> Bool? {
-    guard let v = o[key] else { return nil }
-    guard case .bool(let b) = v else {
-      problem(at(path, key), expected: "true or false", found: found(v))
-      return nil
-    }
-    return b
-  }
-
-  func array(
-    _ o: [String: JSONValue], _ key: String, _ path: String, required: Bool = false, maxItems: Int = .max
-  ) -> [JSONValue]? {
-    guard let v = o[key] else {
-      if required { problem(at(path, key), expected: "an array", found: "nothing") }
-      return nil
-    }
-    guard case .array(let a) = v else {
-      problem(at(path, key), expected: "an array", found: found(v))
-      return nil
-    }
-    guard a.count <= maxItems else {
-      problem(at(path, key), expected: "an array of at most \(maxItems) items", found: "\(a.count) items")
-      return nil
-    }
-    return a
-  }
-
-  // MARK: The format
-
+/// Builds the model from a file checked against ``ScenarioFormat``, then checks what the format
+/// cannot say (``ScenarioFormat/codeRules``), each at the path it concerns. Members with a
+/// problem are absent from what it builds from, so it uses defaults for them and never reports
+/// them twice.
+final class Reader: FormatChecker {
   func scenario(_ json: JSONValue) -> Scenario? {
-    let top: Set = [
-      "$schema", "format", "name", "description", "seed", "time", "agents", "workload", "expect", "rules", "regression",
-      "faults", "actions",
-    ]
-    guard let o = object(json, "$", allowed: top) else { return nil }
-    let format = string(o, "format", "$", required: true)
-    if let format, format != Scenario.format {
-      problem("$.format", expected: "\"\(Scenario.format)\"", found: found(.string(format)))
+    guard case .object(let o)? = check(json, ScenarioFormat.scenario, "$") else { return nil }
+    var scenario = Scenario(
+      name: o.string("name") ?? "", description: o.string("description") ?? "",
+      seed: o.int("seed").flatMap { UInt64(exactly: $0) } ?? 1,
+      time: o.object("time").map { timeSettings($0, "$.time") } ?? TimeSettings(),
+      agents: o.items("agents").compactMap { i, v in v.objectValue.flatMap { agent($0, "$.agents[\(i)]") } },
+      workload: o.items("workload").compactMap { _, v in v.objectValue.flatMap(group) },
+      expect: o.items("expect").compactMap { i, v in v.objectValue.flatMap { expectation($0, "$.expect[\(i)]") } },
+      file: file)
+    for (key, limit) in o.object("regression") ?? [:] {
+      if let metric = Metric(rawValue: key), let limit = limit.doubleValue { scenario.regressionLimits[metric] = limit }
     }
-    let name = string(o, "name", "$", required: true) ?? ""
-    if o["name"] != nil && (name.isEmpty || name.count > 256) {
-      problem("$.name", expected: "a name of 1 to 256 characters", found: name.isEmpty ? "\"\"" : "\(name.count)")
-    }
-    let description = string(o, "description", "$") ?? ""
-    let seed = integer(o, "seed", "$", max: Int(Int64.max)).map { UInt64($0) } ?? 1
-    let timing = o["time"].map { timeSettings($0, "$.time") } ?? TimeSettings()
-    let agentItems = array(o, "agents", "$", required: true, maxItems: ScenarioLimits.maxWorkers) ?? []
-    let agents = agentItems.enumerated().compactMap { i, v in
-      agent(v, "$.agents[\(i)]")
-    }
-    if o["agents"]?.arrayValue?.isEmpty == true {
-      problem("$.agents", expected: "at least one agent", found: "an empty array")
-    }
-    let workload = (array(o, "workload", "$", required: true, maxItems: ScenarioLimits.maxItems) ?? []).enumerated()
-      .compactMap { i, v in
-        group(v, "$.workload[\(i)]")
+    // Names as the file declares them, valid or not, so that a bad agent is reported once.
+    let agentNames = Set(json["agents"]?.arrayValue?.compactMap { $0["name"]?.stringValue } ?? [])
+    let agentsChecked = o["agents"] != nil
+    let faults = o.items("faults").compactMap { i, v in v.objectValue.flatMap { fault($0, "$.faults[\(i)]") } }
+    scenario.faults = faults.map(\.fault)
+    for fault in faults {
+      for (j, name) in fault.between where agentsChecked && !agentNames.contains(name) {
+        problem("\(fault.path).between[\(j)]", expected: agentName(agentNames), found: found(.string(name)))
       }
-    let expect = (array(o, "expect", "$", required: true, maxItems: ScenarioLimits.maxItems) ?? []).enumerated()
-      .compactMap { i, v in
-        expectation(v, "$.expect[\(i)]")
-      }
-    for key in ["workload", "expect"] where o[key]?.arrayValue?.isEmpty == true {
-      problem(
-        "$.\(key)", expected: key == "workload" ? "at least one workload group" : "at least one expectation",
-        found: "an empty array")
-    }
-    if let rules = array(o, "rules", "$", maxItems: ScenarioLimits.maxItems) {
-      for (i, r) in rules.enumerated() where r.stringValue.flatMap(KSPRule.named) == nil {
-        problem("$.rules[\(i)]", expected: "a KSP rule id such as \"KSP-3.2\"", found: found(r))
+      if case .forge(_, let from?, _) = fault.fault.kind, agentsChecked, !agentNames.contains(from) {
+        problem("\(fault.path).from", expected: agentName(agentNames), found: found(.string(from)))
       }
     }
-    let scenario = Scenario(
-      name: name, description: description, seed: seed, time: timing ?? TimeSettings(), agents: agents,
-      workload: workload, expect: expect, file: file)
-    var result = scenario
-    if let r = o["regression"], let ro = object(r, "$.regression", allowed: Set(Metric.allCases.map(\.rawValue))) {
-      for key in ro.keys.sorted() {
-        if let metric = Metric(rawValue: key),
-          let limit = number(ro, key, "$.regression", min: 0, max: ScenarioLimits.maxRegression, what: "a fraction")
-        {
-          result.regressionLimits[metric] = limit
-        }
+    for (i, v) in o.items("actions") {
+      guard let a = v.objectValue, let agent = a.string("dispose") else { continue }
+      if agentsChecked && !agentNames.contains(agent) {
+        problem("$.actions[\(i)].dispose", expected: agentName(agentNames), found: found(.string(agent)))
       }
+      scenario.actions.append(Action(atMs: a.double("atMs") ?? 0, kind: .dispose(agent)))
     }
-    let faults = (array(o, "faults", "$", maxItems: ScenarioLimits.maxFaults) ?? []).enumerated().compactMap { i, v in
-      fault(v, "$.faults[\(i)]").map { (i, $0) }
-    }
-    result.faults = faults.map(\.1)
-    let agentNames = Set(result.agents.map(\.name))
-    for (i, a) in (array(o, "actions", "$", maxItems: ScenarioLimits.maxItems) ?? []).enumerated() {
-      let path = "$.actions[\(i)]"
-      guard let ao = object(a, path, allowed: ["atMs", "dispose"]) else { continue }
-      guard let agent = string(ao, "dispose", path, required: true) else { continue }
-      if !agentNames.contains(agent) {
-        problem("\(path).dispose", expected: "the name of an agent in $.agents", found: found(.string(agent)))
-      }
-      result.actions.append(Action(atMs: time(ao, "atMs", path) ?? 0, kind: .dispose(agent)))
-    }
-    for (i, f) in faults {
-      var named = [f.between?.0, f.between?.1].compactMap { $0 }
-      if case .forge(_, let from?, _) = f.kind { named.append(from) }
-      for name in named where !agentNames.contains(name) {
-        problem("$.faults[\(i)].between", expected: "names of agents in $.agents", found: found(.string(name)))
-      }
-    }
-    crossCheck(result, o)
-    return result
+    crossCheck(scenario, o, agentNames)
+    return scenario
   }
 
-  func timeSettings(_ v: JSONValue, _ path: String) -> TimeSettings? {
-    let allowed: Set = ["mode", "streamTimeoutMs", "sweepIntervalMs", "deadlineMs", "sampleEveryMs"]
-    guard let o = object(v, path, allowed: allowed) else { return nil }
+  /// What a name of an agent is expected to be: one of those declared (the first ten listed).
+  func agentName(_ names: Set<String>) -> String {
+    "the name of an agent in $.agents ("
+      + names.sorted().prefix(10).map { SafeText.quoted($0) }.joined(separator: ", ")
+      + (names.count > 10 ? ", …)" : ")")
+  }
+
+  func timeSettings(_ o: [String: JSONValue], _ path: String) -> TimeSettings {
     var t = TimeSettings()
-    if let mode = string(o, "mode", path) {
-      if let m = TimeSettings.Mode(rawValue: mode) {
-        t.mode = m
-      } else {
-        problem("\(path).mode", expected: "\"virtual\" or \"real\"", found: found(.string(mode)))
-      }
-    }
-    t.streamTimeoutMs = time(o, "streamTimeoutMs", path)
-    t.sweepIntervalMs = time(o, "sweepIntervalMs", path, min: 1)
-    t.deadlineMs = time(o, "deadlineMs", path, min: 1) ?? t.deadlineMs
-    t.sampleEveryMs = time(o, "sampleEveryMs", path, min: 1) ?? t.sampleEveryMs
+    t.mode = o.string("mode").flatMap(TimeSettings.Mode.init(rawValue:)) ?? t.mode
+    t.streamTimeoutMs = o.double("streamTimeoutMs")
+    t.sweepIntervalMs = o.double("sweepIntervalMs")
+    t.deadlineMs = o.double("deadlineMs") ?? t.deadlineMs
+    t.sampleEveryMs = o.double("sampleEveryMs") ?? t.sampleEveryMs
     // Sampling runs until the deadline when streams hang: bound the number of samples.
     let least = t.deadlineMs / ScenarioLimits.maxSamples
     if t.sampleEveryMs < least {
@@ -417,350 +236,164 @@ final class Reader {
     return t
   }
 
-  func agent(_ v: JSONValue, _ path: String) -> AgentSpec? {
-    guard let o = object(v, path, allowed: ["name", "count", "methods", "processingMs"]) else { return nil }
-    guard let name = string(o, "name", path, required: true) else { return nil }
-    if !Envelope.isValidWorkerName(name) {
-      problem("\(path).name", expected: "a worker name ^[A-Za-z][A-Za-z0-9_-]{0,63}$", found: found(.string(name)))
-    }
-    let count = integer(o, "count", path, min: 1, max: ScenarioLimits.maxWorkers) ?? 1
-    if count > 1 && Envelope.isValidWorkerName(name) && !Envelope.isValidWorkerName("\(name)-\(count - 1)") {
+  func agent(_ o: [String: JSONValue], _ path: String) -> AgentSpec? {
+    guard let name = o.string("name") else { return nil }
+    let count = o.int("count") ?? 1
+    if count > 1 && !Envelope.isValidWorkerName("\(name)-\(count - 1)") {
       problem(
         "\(path).name", expected: "a name short enough for \"\(name)-\(count - 1)\"", found: found(.string(name)))
     }
     var methods: [String: ProducerBehaviour] = [:]
-    if let m = o["methods"] {
-      guard case .object(let mo) = m else {
-        problem("\(path).methods", expected: "an object of stream methods", found: found(m))
-        return nil
-      }
-      for (method, spec) in mo.sorted(by: { $0.key < $1.key }) {
-        if let b = behaviour(spec, at("\(path).methods", method)) { methods[method] = b }
-      }
+    for (method, spec) in o.object("methods") ?? [:] {
+      if let b = spec.objectValue { methods[method] = behaviour(b) }
     }
-    return AgentSpec(
-      name: name, count: count, methods: methods, processingMs: time(o, "processingMs", path) ?? 0)
+    return AgentSpec(name: name, count: count, methods: methods, processingMs: o.double("processingMs") ?? 0)
   }
 
-  func behaviour(_ v: JSONValue, _ path: String) -> ProducerBehaviour? {
-    guard let o = object(v, path, allowed: ["chunks", "content", "intervalMs", "finish", "emitAfterFinish"]) else {
-      return nil
-    }
-    let chunks = integer(o, "chunks", path, min: 0, max: ScenarioLimits.maxChunks) ?? 0
-    if o["chunks"] == nil {
-      problem("\(path).chunks", expected: "an integer from 0 to \(ScenarioLimits.maxChunks)", found: "nothing")
-    }
-    let content = o["content"].map { chunkContent($0, "\(path).content") } ?? .sequence
-    let interval = time(o, "intervalMs", path) ?? 0
-    let finish = o["finish"].map { finishSpec($0, "\(path).finish") } ?? .end(nil)
-    guard let content, let finish else { return nil }
-    var behaviour = ProducerBehaviour(chunks: chunks, content: content, intervalMs: interval, finish: finish)
-    behaviour.emitAfterFinish = bool(o, "emitAfterFinish", path) ?? false
+  func behaviour(_ o: [String: JSONValue]) -> ProducerBehaviour {
+    var behaviour = ProducerBehaviour(
+      chunks: o.int("chunks") ?? 0, content: o.object("content").map(content) ?? .sequence,
+      intervalMs: o.double("intervalMs") ?? 0, finish: o.object("finish").map(finish) ?? .end(nil))
+    behaviour.emitAfterFinish = o.bool("emitAfterFinish") ?? false
     return behaviour
   }
 
-  func chunkContent(_ v: JSONValue, _ path: String) -> ChunkContent? {
-    guard let o = object(v, path, allowed: ["kind", "value", "values", "size"]) else { return nil }
-    let kinds = "\"sequence\", \"json\", \"values\", \"text\" or \"binary\""
-    let kind = string(o, "kind", path, required: true)
-    let members: [String: Set<String>] = [
-      "sequence": ["kind"], "json": ["kind", "value"], "values": ["kind", "values"], "text": ["kind", "size"],
-      "binary": ["kind", "size"],
-    ]
-    if let kind, let allowed = members[kind] { onlyMembers(o, allowed, path, kind: kind) }
-    switch kind {
-    case "sequence"?: return .sequence
-    case "json"?:
-      guard let value = o["value"] else {
-        problem("\(path).value", expected: "the JSON value of every chunk", found: "nothing")
-        return nil
-      }
-      return .json(value)
-    case "values"?:
-      guard let values = array(o, "values", path, required: true) else { return nil }
-      guard !values.isEmpty else {
-        problem("\(path).values", expected: "a non-empty array", found: "an empty array")
-        return nil
-      }
-      return .values(values)
-    case "text"?:
-      guard let size = integer(o, "size", path, min: 0, max: ScenarioLimits.maxContentSize) else {
-        if o["size"] == nil { problem("\(path).size", expected: "a size in characters", found: "nothing") }
-        return nil
-      }
-      return .text(size: size)
-    case "binary"?:
-      guard let size = integer(o, "size", path, min: 6, max: ScenarioLimits.maxContentSize) else {
-        if o["size"] == nil { problem("\(path).size", expected: "a size in bytes (≥ 6)", found: "nothing") }
-        return nil
-      }
-      return .binary(size: size)
-    case let other?:
-      problem("\(path).kind", expected: kinds, found: found(.string(other)))
-      return nil
-    case nil:
-      return nil
+  func content(_ o: [String: JSONValue]) -> ChunkContent {
+    switch o.string("kind") {
+    case "json": .json(o["value"] ?? .null)
+    case "values": .values(o.array("values") ?? [])
+    case "text": .text(size: o.int("size") ?? 0)
+    case "binary": .binary(size: o.int("size") ?? 6)
+    default: .sequence
     }
   }
 
-  func finishSpec(_ v: JSONValue, _ path: String) -> Finish? {
-    guard let o = object(v, path, allowed: ["kind", "summary", "error", "announced"]) else { return nil }
-    let kind = string(o, "kind", path, required: true)
-    let members: [String: Set<String>] = [
-      "end": ["kind", "summary"], "error": ["kind", "error"], "throw": ["kind", "error"], "hang": ["kind"],
-      "crash": ["kind", "announced"],
-    ]
-    if let kind, let allowed = members[kind] { onlyMembers(o, allowed, path, kind: kind) }
-    switch kind {
-    case "end"?: return .end(o["summary"])
-    case "error"?: return serializedError(o, path).map { .error($0) }
-    case "throw"?: return serializedError(o, path).map { .throwError($0) }
-    case "hang"?: return .hang
-    case "crash"?: return .crash(announced: bool(o, "announced", path) ?? false)
-    case let other?:
-      problem(
-        "\(path).kind", expected: "\"end\", \"error\", \"throw\", \"hang\" or \"crash\"", found: found(.string(other)))
-      return nil
-    case nil: return nil
+  func finish(_ o: [String: JSONValue]) -> Finish {
+    func error() -> SerializedError {
+      let e = o.object("error") ?? [:]
+      return SerializedError(
+        name: e.string("name") ?? "", message: e.string("message") ?? "", code: e.string("code"),
+        stack: e.string("stack"))
+    }
+    switch o.string("kind") {
+    case "error": return .error(error())
+    case "throw": return .throwError(error())
+    case "hang": return .hang
+    case "crash": return .crash(announced: o.bool("announced") ?? false)
+    default: return .end(o["summary"])
     }
   }
 
-  func serializedError(_ o: [String: JSONValue], _ path: String) -> SerializedError? {
-    guard let e = o["error"] else {
-      problem("\(path).error", expected: "an error {name, message, code?}", found: "nothing")
-      return nil
-    }
-    guard let eo = object(e, "\(path).error", allowed: ["name", "message", "code", "stack"]) else { return nil }
-    let ep = "\(path).error"
-    guard let name = string(eo, "name", ep, required: true), let message = string(eo, "message", ep, required: true)
-    else { return nil }
-    return SerializedError(name: name, message: message, code: string(eo, "code", ep), stack: string(eo, "stack", ep))
-  }
-
-  func fault(_ v: JSONValue, _ path: String) -> Fault? {
-    let common: Set = ["kind", "types", "nth", "probability", "between", "fromMs", "untilMs"]
-    guard let o = object(v, path, allowed: common.union(["distribution", "ms", "minMs", "maxMs", "from", "forge"]))
-    else {
-      return nil
-    }
-    let kindName = string(o, "kind", path, required: true)
-    var types: Set<MessageType> = []
-    for (i, t) in (array(o, "types", path) ?? []).enumerated() {
-      if let type = t.stringValue.flatMap(MessageType.init(rawValue:)) {
-        types.insert(type)
-      } else {
-        problem(
-          "\(path).types[\(i)]",
-          expected: "a message type (" + MessageType.allCases.map(\.rawValue).joined(separator: ", ") + ")",
-          found: found(t))
-      }
-    }
-    var between: (String, String)?
-    if let b = array(o, "between", path) {
-      if b.count == 2, let x = b[0].stringValue, let y = b[1].stringValue {
-        between = (x, y)
-      } else {
-        problem("\(path).between", expected: "two agent names", found: found(o["between"]))
-      }
-    }
-    let kind: Fault.Kind?
-    switch kindName {
-    case "drop"?:
-      onlyMembers(o, common, path, kind: "drop")
-      kind = .drop
-    case "duplicate"?:
-      onlyMembers(o, common, path, kind: "duplicate")
-      kind = .duplicate
-    case "delay"?:
-      onlyMembers(o, common.union(["distribution", "ms", "minMs", "maxMs"]), path, kind: "delay")
-      switch string(o, "distribution", path) ?? "constant" {
-      case "constant": kind = .delay(.constant(time(o, "ms", path) ?? 0))
+  func fault(_ o: [String: JSONValue], _ path: String) -> (fault: Fault, path: String, between: [(Int, String)])? {
+    let kind: Fault.Kind
+    switch o.string("kind") {
+    case "drop": kind = .drop
+    case "duplicate": kind = .duplicate
+    case "delay":
+      switch o.string("distribution") ?? "constant" {
       case "uniform":
-        let lo = time(o, "minMs", path) ?? 0
-        let hi = time(o, "maxMs", path) ?? lo
+        let lo = o.double("minMs") ?? 0
+        let hi = o.double("maxMs") ?? lo
         if hi < lo { problem("\(path).maxMs", expected: "maxMs ≥ minMs (\(Self.format(lo)))", found: Self.format(hi)) }
         kind = .delay(.uniform(min: lo, max: max(lo, hi)))
-      case "exponential": kind = .delay(.exponential(mean: time(o, "ms", path) ?? 0))
-      case let other:
-        problem(
-          "\(path).distribution", expected: "\"constant\", \"uniform\" or \"exponential\"",
-          found: found(.string(other)))
-        kind = nil
+      case "exponential": kind = .delay(.exponential(mean: o.double("ms") ?? 0))
+      default: kind = .delay(.constant(o.double("ms") ?? 0))
       }
-    case "forge"?:
-      onlyMembers(o, common.union(["forge", "from", "ms"]), path, kind: "forge")
-      let what = string(o, "forge", path, required: true)
-      guard let what, let forgery = Fault.Forgery(rawValue: what) else {
-        if let what {
-          problem(
-            "\(path).forge", expected: "one of " + Fault.Forgery.allCases.map(\.rawValue).joined(separator: ", "),
-            found: found(.string(what)))
-        }
-        return nil
-      }
-      let from = string(o, "from", path, required: forgery.needsSender)
+    case "forge":
+      guard let forgery = o.string("forge").flatMap(Fault.Forgery.init(rawValue:)) else { return nil }
+      let from = o.string("from")
       if forgery.needsSender && from == nil { return nil }
-      kind = .forge(forgery, from: from, afterMs: time(o, "ms", path) ?? 0)
-    case let other?:
-      problem(
-        "\(path).kind", expected: "\"drop\", \"duplicate\", \"delay\" or \"forge\"", found: found(.string(other)))
-      kind = nil
-    case nil: kind = nil
+      kind = .forge(forgery, from: forgery.needsSender ? from : nil, afterMs: o.double("ms") ?? 0)
+    default: return nil
     }
-    guard let kind else { return nil }
-    return Fault(
-      kind, types: types, nth: integer(o, "nth", path, min: 0, max: ScenarioLimits.maxChunks),
-      probability: number(o, "probability", path, min: 0, max: 1) ?? 1,
-      between: between, fromMs: time(o, "fromMs", path), untilMs: time(o, "untilMs", path))
+    let named = (o.array("between") ?? []).enumerated().compactMap { j, v in v.stringValue.map { (j, $0) } }
+    let fault = Fault(
+      kind, types: Set((o.array("types") ?? []).compactMap { $0.stringValue.flatMap(MessageType.init(rawValue:)) }),
+      nth: o.int("nth"), probability: o.double("probability") ?? 1,
+      between: named.count == 2 ? (named[0].1, named[1].1) : nil, fromMs: o.double("fromMs"),
+      untilMs: o.double("untilMs"))
+    return (fault, path, named)
   }
 
-  func group(_ v: JSONValue, _ path: String) -> WorkloadGroup? {
-    let allowed: Set = [
-      "consumers", "producers", "method", "args", "streams", "concurrency", "ratePerSecond", "startMs", "timeoutMs",
-      "cancelAfterChunks", "throwIn", "creditWindow", "traced",
-    ]
-    guard let o = object(v, path, allowed: allowed) else { return nil }
-    let consumers = string(o, "consumers", path, required: true)
-    let producers = string(o, "producers", path, required: true)
-    let method = string(o, "method", path, required: true)
-    var throwing: Set<CallbackKind> = []
-    for (i, c) in (array(o, "throwIn", path) ?? []).enumerated() {
-      if let kind = c.stringValue.flatMap(CallbackKind.init(rawValue:)) {
-        throwing.insert(kind)
-      } else {
-        problem("\(path).throwIn[\(i)]", expected: "\"onChunk\", \"onEnd\" or \"onError\"", found: found(c))
-      }
-    }
-    guard let consumers, let producers, let method else { return nil }
+  func group(_ o: [String: JSONValue]) -> WorkloadGroup? {
+    guard let consumers = o.string("consumers"), let producers = o.string("producers"), let method = o.string("method")
+    else { return nil }
     var group = WorkloadGroup(
       consumers: consumers, producers: producers, method: method, args: o["args"] ?? .null,
-      streams: integer(o, "streams", path, min: 1, max: ScenarioLimits.maxStreams) ?? 1,
-      concurrency: integer(o, "concurrency", path, min: 1, max: ScenarioLimits.maxStreams),
-      ratePerSecond: number(
-        o, "ratePerSecond", path, min: 0.001, max: ScenarioLimits.maxRatePerSecond, what: "a rate per second"),
-      startMs: time(o, "startMs", path) ?? 0,
-      timeoutMs: time(o, "timeoutMs", path),
-      cancelAfterChunks: integer(o, "cancelAfterChunks", path, min: 0, max: ScenarioLimits.maxChunks),
-      throwingCallbacks: throwing)
-    group.creditWindow = integer(o, "creditWindow", path, min: 1, max: ScenarioLimits.maxCreditWindow)
-    group.traced = bool(o, "traced", path) ?? false
+      streams: o.int("streams") ?? 1, concurrency: o.int("concurrency"), ratePerSecond: o.double("ratePerSecond"),
+      startMs: o.double("startMs") ?? 0, timeoutMs: o.double("timeoutMs"),
+      cancelAfterChunks: o.int("cancelAfterChunks"),
+      throwingCallbacks: Set((o.array("throwIn") ?? []).compactMap { $0.stringValue.flatMap(CallbackKind.init) }))
+    group.creditWindow = o.int("creditWindow")
+    group.traced = o.bool("traced") ?? false
     return group
   }
 
-  func expectation(_ v: JSONValue, _ path: String) -> Expectation? {
-    guard case .object(let raw) = v else {
-      problem(path, expected: "an object with \"check\" or \"metric\"", found: found(v))
-      return nil
-    }
-    let rule = string(raw, "rule", path)
-    if let rule, KSPRule.named(rule) == nil && rule != "PERF" {
-      problem("\(path).rule", expected: "a KSP rule id such as \"KSP-3.2\"", found: found(.string(rule)))
-    }
-    if raw["metric"] != nil {
-      guard let o = object(v, path, allowed: ["metric", "min", "max", "rule"]) else { return nil }
-      guard let name = string(o, "metric", path, required: true) else { return nil }
-      guard let metric = Metric(rawValue: name) else {
-        problem(
-          "\(path).metric", expected: "one of " + Metric.allCases.map(\.rawValue).joined(separator: ", "),
-          found: found(.string(name)))
-        return nil
-      }
-      let bound = ScenarioLimits.maxMagnitude
-      let min = number(o, "min", path, min: -bound, max: bound)
-      let max = number(o, "max", path, min: -bound, max: bound)
-      if min == nil && max == nil && o["min"] == nil && o["max"] == nil {
-        problem(path, expected: "\"min\" or \"max\"", found: "neither")
-      }
+  func expectation(_ o: [String: JSONValue], _ path: String) -> Expectation? {
+    let rule = o.string("rule")
+    let kind: Expectation.Kind
+    if let name = o.string("metric") {
+      guard let metric = Metric(rawValue: name) else { return nil }
+      let min = o.double("min")
+      let max = o.double("max")
       if let min, let max, min > max {
         problem("\(path).min", expected: "min ≤ max (\(Self.format(max)))", found: Self.format(min))
       }
-      return Expectation(.metric(metric, min: min, max: max), rule: rule)
+      kind = .metric(metric, min: min, max: max)
+    } else {
+      guard let check = o.string("check"), let k = Self.check(check, o) else { return nil }
+      kind = k
     }
-    let check = string(raw, "check", path, required: true)
-    let base: Set = ["check", "rule"]
-    let kind: Expectation.Kind?
-    switch check {
-    case "ordered_delivery"?: kind = object(v, path, allowed: base).map { _ in .orderedDelivery }
-    case "exactly_one_terminal"?: kind = object(v, path, allowed: base).map { _ in .exactlyOneTerminal }
-    case "summary_preserved"?: kind = object(v, path, allowed: base).map { _ in .summaryPreserved }
-    case "active_streams_empty"?: kind = object(v, path, allowed: base).map { _ in .activeStreamsEmpty }
-    case "timeout_window"?: kind = object(v, path, allowed: base).map { _ in .timeoutWindow }
-    case "wire_valid"?: kind = object(v, path, allowed: base).map { _ in .wireValid }
-    case "stream_requests"?: kind = object(v, path, allowed: base).map { _ in .streamRequests }
-    case "trace_propagated"?: kind = object(v, path, allowed: base).map { _ in .tracePropagated }
-    case "emitter_closed"?: kind = object(v, path, allowed: base).map { _ in .emitterClosed }
-    case "payload_sha256"?: kind = object(v, path, allowed: base).map { _ in .payloadDigest }
-    case "malformed_dropped"?: kind = object(v, path, allowed: base).map { _ in .malformedDropped }
-    case "misaddressed_ignored"?: kind = object(v, path, allowed: base).map { _ in .misaddressedIgnored }
-    case "chunks_addressed"?: kind = object(v, path, allowed: base).map { _ in .chunksAddressed }
-    case "cancel_stops_producer"?: kind = object(v, path, allowed: base).map { _ in .cancelStopsProducer }
-    case "foreign_cancel_ignored"?: kind = object(v, path, allowed: base).map { _ in .foreignCancelIgnored }
-    case "seq_delivery"?: kind = object(v, path, allowed: base).map { _ in .seqDelivery }
-    case "inactive_chunks_dropped"?: kind = object(v, path, allowed: base).map { _ in .inactiveChunksDropped }
-    case "activity_refresh"?: kind = object(v, path, allowed: base).map { _ in .activityRefresh }
-    case "end_after_chunks"?: kind = object(v, path, allowed: base).map { _ in .endAfterChunks }
-    case "handler_runs"?:
-      kind = object(v, path, allowed: base.union(["perStream"])).map { o in
-        .handlerRuns(integer(o, "perStream", path, min: 0, max: ScenarioLimits.maxChunks) ?? 1)
-      }
-    case "memory_returns"?, "peak_memory"?:
-      kind = object(v, path, allowed: base.union(["maxBytes"])).flatMap { o in
-        guard let max = integer(o, "maxBytes", path, min: 0, max: Int(ScenarioLimits.maxMagnitude)) else {
-          if o["maxBytes"] == nil { problem("\(path).maxBytes", expected: "a number of bytes", found: "nothing") }
-          return nil
-        }
-        return check == "memory_returns" ? .memoryReturns(maxBytes: max) : .peakMemory(maxBytes: max)
-      }
-    case "no_leak"?:
-      kind = object(v, path, allowed: base.union(["maxBytesPerStream", "maxBytesPerChunk"])).flatMap { o in
-        let perStream = number(o, "maxBytesPerStream", path, min: 0, max: ScenarioLimits.maxMagnitude)
-        let perChunk = number(o, "maxBytesPerChunk", path, min: 0, max: ScenarioLimits.maxMagnitude)
-        if o["maxBytesPerStream"] == nil && o["maxBytesPerChunk"] == nil {
-          problem(path, expected: "\"maxBytesPerStream\" or \"maxBytesPerChunk\"", found: "neither")
-          return nil
-        }
-        return .noLeak(maxBytesPerStream: perStream, maxBytesPerChunk: perChunk)
-      }
-    case "outcome"?:
-      kind = object(v, path, allowed: base.union(["terminal", "code", "name", "message", "fraction"])).flatMap { o in
-        let terminal = string(o, "terminal", path, required: true)
-        guard let terminal, let t = OutcomeMatch.Terminal(rawValue: terminal) else {
-          if let terminal {
-            problem("\(path).terminal", expected: "\"end\" or \"error\"", found: found(.string(terminal)))
-          }
-          return nil
-        }
-        if t == .end {
-          for key in ["code", "name", "message"] where o[key] != nil {
-            problem("\(path).\(key)", expected: "no \(key) with terminal \"end\"", found: found(o[key]))
-          }
-        }
-        return .outcome(
-          OutcomeMatch(
-            terminal: t, code: string(o, "code", path), name: string(o, "name", path),
-            message: string(o, "message", path), fraction: number(o, "fraction", path, min: 0, max: 1) ?? 1))
-      }
-    case let other?:
-      problem(
-        "\(path).check", expected: "one of " + Expectation.Kind.checkNames.joined(separator: ", "),
-        found: found(.string(other)))
-      kind = nil
-    case nil: kind = nil
-    }
-    if let kind, let rule, KSPRule.named(rule) != nil || rule == "PERF", !kind.decidableRules.contains(rule) {
+    if let rule, !kind.decidableRules.contains(rule) {
       problem(
         "\(path).rule",
         expected: "a rule that \(kind.name) decides (" + kind.decidableRules.sorted().joined(separator: ", ") + ")",
-        found: "\"\(rule)\"")
+        found: found(.string(rule)))
       return nil
     }
-    return kind.map { Expectation($0, rule: rule) }
+    return Expectation(kind, rule: rule)
   }
 
-  /// Problems that span members: agent names unique, workload names that refer to declared
-  /// agents. (Methods are not checked: calling an unregistered method is a scenario of its own,
-  /// KSP-2.3.)
-  func crossCheck(_ s: Scenario, _ o: [String: JSONValue]) {
+  /// The check named `name`, with its members from `o`; every name of ``ScenarioFormat/checks``.
+  static func check(_ name: String, _ o: [String: JSONValue]) -> Expectation.Kind? {
+    switch name {
+    case "ordered_delivery": .orderedDelivery
+    case "exactly_one_terminal": .exactlyOneTerminal
+    case "summary_preserved": .summaryPreserved
+    case "active_streams_empty": .activeStreamsEmpty
+    case "timeout_window": .timeoutWindow
+    case "wire_valid": .wireValid
+    case "stream_requests": .streamRequests
+    case "trace_propagated": .tracePropagated
+    case "emitter_closed": .emitterClosed
+    case "payload_sha256": .payloadDigest
+    case "malformed_dropped": .malformedDropped
+    case "misaddressed_ignored": .misaddressedIgnored
+    case "chunks_addressed": .chunksAddressed
+    case "cancel_stops_producer": .cancelStopsProducer
+    case "foreign_cancel_ignored": .foreignCancelIgnored
+    case "seq_delivery": .seqDelivery
+    case "inactive_chunks_dropped": .inactiveChunksDropped
+    case "activity_refresh": .activityRefresh
+    case "end_after_chunks": .endAfterChunks
+    case "handler_runs": .handlerRuns(o.int("perStream") ?? 1)
+    case "memory_returns": .memoryReturns(maxBytes: o.int("maxBytes") ?? 0)
+    case "peak_memory": .peakMemory(maxBytes: o.int("maxBytes") ?? 0)
+    case "no_leak":
+      .noLeak(maxBytesPerStream: o.double("maxBytesPerStream"), maxBytesPerChunk: o.double("maxBytesPerChunk"))
+    case "outcome":
+      .outcome(
+        OutcomeMatch(
+          terminal: o.string("terminal").flatMap(OutcomeMatch.Terminal.init) ?? .end, code: o.string("code"),
+          name: o.string("name"), message: o.string("message"), fraction: o.double("fraction") ?? 1))
+    default: nil
+    }
+  }
+
+  /// Problems that span members: sums within the limits, unique worker names, workload names
+  /// that refer to declared agents. (Methods are not checked: calling an unregistered method is
+  /// a scenario of its own, KSP-2.3.)
+  func crossCheck(_ s: Scenario, _ o: [String: JSONValue], _ declared: Set<String>) {
     let footprint = s.footprint
     if footprint.workers > ScenarioLimits.maxWorkers {
       problem(
@@ -784,18 +417,27 @@ final class Reader {
         "$.workload", expected: "at most \(ScenarioLimits.maxTotalChunks) chunks in all groups (streams × chunks)",
         found: "\(footprint.chunks == Int.max ? "more than \(Int.max)" : "\(footprint.chunks)") chunks")
     }
-    let declared = Set(s.agents.map(\.name))
-    let listed = declared.sorted().prefix(10).joined(separator: ", ") + (declared.count > 10 ? ", …" : "")
-    for (i, g) in s.workload.enumerated() {
-      let path = "$.workload[\(i)]"
-      for (key, value) in [("consumers", g.consumers), ("producers", g.producers)] where !declared.contains(value) {
-        problem(
-          "\(path).\(key)", expected: "the name of an agent in $.agents (\(listed))", found: found(.string(value)))
-      }
-      if g.concurrency != nil && g.ratePerSecond != nil {
-        problem(
-          path, expected: "either \"concurrency\" (closed model) or \"ratePerSecond\" (open model)", found: "both")
+    // Without agents (a problem of its own), names cannot refer to any.
+    guard o["agents"] != nil else { return }
+    for (i, v) in o.items("workload") {
+      guard let g = v.objectValue else { continue }
+      for key in ["consumers", "producers"] {
+        if let name = g.string(key), !declared.contains(name) {
+          problem("$.workload[\(i)].\(key)", expected: agentName(declared), found: found(.string(name)))
+        }
       }
     }
   }
+}
+
+/// Reading members of an object that passed ``FormatChecker/check(_:_:_:)``.
+extension [String: JSONValue] {
+  fileprivate func string(_ key: String) -> String? { self[key]?.stringValue }
+  fileprivate func double(_ key: String) -> Double? { self[key]?.doubleValue }
+  fileprivate func int(_ key: String) -> Int? { self[key]?.intValue.flatMap { Int(exactly: $0) } }
+  fileprivate func bool(_ key: String) -> Bool? { self[key]?.boolValue }
+  fileprivate func object(_ key: String) -> [String: JSONValue]? { self[key]?.objectValue }
+  fileprivate func array(_ key: String) -> [JSONValue]? { self[key]?.arrayValue }
+  /// The items of an array member with their indexes (items with a problem are `null`).
+  fileprivate func items(_ key: String) -> EnumeratedSequence<[JSONValue]> { (array(key) ?? []).enumerated() }
 }

@@ -147,7 +147,7 @@ public enum ChunkContent: Sendable, Hashable {
 
 /// How a producer finishes its stream after its chunks.
 public enum Finish: Sendable, Hashable {
-  /// `stream.end(summary)`.
+  /// `stream.end(summary)`; nil: the harness sends `{"chunks": N}`, N the chunks emitted.
   case end(JSONValue?)
   /// `stream.error(error)`.
   case error(SerializedError)
@@ -422,14 +422,8 @@ extension Expectation.Kind {
     }
   }
 
-  /// The names of every check kind, for messages and the schema.
-  public static let checkNames = [
-    "ordered_delivery", "exactly_one_terminal", "outcome", "summary_preserved", "active_streams_empty",
-    "timeout_window", "handler_runs", "wire_valid", "payload_sha256", "memory_returns", "peak_memory", "no_leak",
-    "stream_requests", "trace_propagated", "emitter_closed", "malformed_dropped", "misaddressed_ignored",
-    "chunks_addressed", "cancel_stops_producer", "foreign_cancel_ignored", "seq_delivery", "inactive_chunks_dropped",
-    "activity_refresh", "end_after_chunks",
-  ]
+  /// The names of every check kind, as scenario files write them (``ScenarioFormat/checks``).
+  public static var checkNames: [String] { ScenarioFormat.checkNames }
 }
 
 /// A fault of the harness network. It applies to the messages that match all of its filters;

@@ -98,7 +98,7 @@ struct FaultTests {
     #expect(
       paths == [
         "$.faults[0].kind", "$.faults[1].types[0]", "$.faults[1].probability", "$.faults[2].maxMs",
-        "$.faults[3].between", "$.faults[4].ms",
+        "$.faults[3].between[1]", "$.faults[4].ms",
       ])
   }
 }
