@@ -192,11 +192,12 @@ final class ReferenceRun: Sendable {
       memory = MemoryMeter(
         threadLocal: manual != nil, enabled: options.measure, excluding: { recorder.bytes + injector.bytes })
     }
+    // The wall deadline counts from before the baseline: through a slow adapter, readings take time.
+    let started = wall.nanoseconds()
+    adapters?.setOverallDeadline(ContinuousClock.now.advanced(by: wallDeadline))
     state.withLock { $0.memory = memory }
     memory.markBaseline()
-    let started = wall.nanoseconds()
     state.withLock { $0.wallStart = started }
-    adapters?.setOverallDeadline(ContinuousClock.now.advanced(by: wallDeadline))
     scheduleSampling()
     for (index, group) in scenario.workload.enumerated() { startGroup(index, group) }
     for action in scenario.actions {
@@ -264,7 +265,8 @@ final class ReferenceRun: Sendable {
     } else {
       settle(wallLimit: wallLimit)
     }
-    memory.markEnd()
+    // A run out of wall-clock time takes no more readings (through an adapter, each is an operation).
+    if wall.nanoseconds() <= wallLimit && !options.cancelled() { memory.markEnd() }
     return problem
   }
 

@@ -145,7 +145,7 @@ struct MoreCheckTests {
     var b = HistoryBuilder()
     b.h.capabilities.remove(.memory)
     if case .unsupported(let why) = b.judge(MemoryReturns(maxBytes: 10)) {
-      #expect(why == "memory is not measured through an adapter")
+      #expect(why == "memory is not measured")
     } else {
       Issue.record("expected unsupported")
     }
