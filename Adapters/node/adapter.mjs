@@ -8,10 +8,16 @@
 // --defect NAME switches on a catalogued defect (see DEFECTS in kensho-bus.mjs); --misbehave
 // MODE makes the adapter itself misbehave (crash, hang, garbage, huge, wrong-version), for the
 // harness's own tests.
+//
+// With the `relay` capability (when the `ws` library is installed: Debian's node-ws), a
+// `configure` carrying `relay: {url, token?}` puts every worker's bus on a WebSocket connection
+// to that relay (ws-transport.mjs), on the system clock, instead of `send` events.
 import { createInterface } from 'node:readline';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { MessageBus, ManualClock, EmitterError, DEFECTS } from './kensho-bus.mjs';
+import { MessageBus, ManualClock, EmitterError, DEFECTS, systemClock } from './kensho-bus.mjs';
+import { WsTransport } from './ws-transport.mjs';
+import { wsAvailable } from './ws-lib.mjs';
 
 // The `memory` capability: the heap in use after a full collection. `gc` needs --expose-gc;
 // set at run time, it is reachable through a fresh context. Without it, no capability (the
@@ -51,9 +57,21 @@ for (const d of defects) {
 
 const clock = new ManualClock();
 const buses = new Map(); // worker → MessageBus
+const transports = new Map(); // worker → WsTransport, in relay mode
 const emitters = new Map(); // streamId → emitter (producer side), while it is active
+const RELAY_CONNECT_DEADLINE_MS = 10000;
 let out = [];
-const emit = (event) => out.push(JSON.stringify(event));
+let inOperation = false; // events of an operation go out with (before) its ack
+let flushScheduled = false;
+// In relay mode, messages arrive from the relay at any time: the events they cause (handler,
+// chunk, end, error, credit) go out as soon as the arrival is handled, outside any operation.
+const emit = (event) => {
+  out.push(JSON.stringify(event));
+  if (!inOperation && !flushScheduled) {
+    flushScheduled = true;
+    setImmediate(() => { flushScheduled = false; if (!inOperation) flush(); });
+  }
+};
 const flush = () => {
   if (out.length > 0) process.stdout.write(out.join('\n') + '\n');
   out = [];
@@ -74,12 +92,13 @@ const ops = {
       protocol: 'kensho-adapter/1',
       implementation: { name: 'kensho-js', version: '0.1.0', language: 'javascript', defects },
       capabilities: ['virtual_time', 'stats', 'cancel', 'seq', 'peer_down', 'flow_control',
-        ...(collect ? ['memory'] : [])]
+        ...(collect ? ['memory'] : []), ...(wsAvailable() ? ['relay'] : [])]
         .filter((c) => !without.has(c)),
     };
   },
   configure(op) {
     config = { ...config, ...op };
+    if (op.relay !== undefined && op.relay !== null) return configureRelay(op);
     for (const worker of op.workers ?? []) {
       const transport = { send: (message) => emit({ event: 'send', worker, message }), close() {} };
       buses.set(worker, new MessageBus({ name: worker, transport, clock, streamTimeoutMs: config.streamTimeoutMs,
@@ -169,6 +188,55 @@ const ops = {
   shutdown() { return {}; },
 };
 
+/**
+ * Relay mode (the `relay` capability): each worker's bus on its own connection to the relay, on
+ * the system clock; no `send` events. Acknowledged once every connection is open (and the
+ * relay's server_info seen), or with an error naming the relay past the deadline.
+ */
+async function configureRelay(op) {
+  const relay = op.relay;
+  if (typeof relay !== 'object' || Array.isArray(relay) || typeof relay.url !== 'string' || !/^wss?:\/\//.test(relay.url)) {
+    throw new Error('configure.relay must be {"url": "ws://HOST:PORT/", "token"?: "..."}');
+  }
+  if (relay.token !== undefined && relay.token !== null && typeof relay.token !== 'string') {
+    throw new Error('configure.relay.token must be a string');
+  }
+  if (without.has('relay') || !wsAvailable()) throw new Error('no relay capability here: the ws library is missing (Debian package node-ws)');
+  const deadlineMs = Number.isFinite(relay.connectTimeoutMs) && relay.connectTimeoutMs > 0 ? relay.connectTimeoutMs
+    : RELAY_CONNECT_DEADLINE_MS;
+  const log = (line) => process.stderr.write(`${line}\n`);
+  const started = [];
+  for (const worker of op.workers ?? []) {
+    transports.get(worker)?.close();
+    const transport = new WsTransport({ url: relay.url, token: relay.token ?? undefined, log: (line) => log(`[${worker}] ${line}`) });
+    const bus = new MessageBus({ name: worker, transport, clock: systemClock, streamTimeoutMs: config.streamTimeoutMs,
+      sweepIntervalMs: config.sweepIntervalMs, creditWindow: null, defects });
+    transport.attach(bus);
+    buses.set(worker, bus);
+    transports.set(worker, transport);
+    started.push([worker, transport]);
+  }
+  let timer;
+  const deadline = new Promise((resolve) => { timer = setTimeout(resolve, deadlineMs); });
+  const all = Promise.all(started.map(([, t]) => t.ready));
+  await Promise.race([all, deadline]);
+  clearTimeout(timer);
+  const waiting = started.filter(([, t]) => !t.readySettled);
+  if (waiting.length > 0) {
+    const reason = waiting[0][1].lastError;
+    // No half-configured process: these workers are gone, and nothing keeps retrying.
+    for (const [worker, transport] of started) {
+      transport.close();
+      transports.delete(worker);
+      buses.delete(worker);
+    }
+    throw new Error(`relay ${relay.url} not connected within ${deadlineMs} ms for ${waiting.map(([w]) => w).join(', ')}`
+      + (reason ? ` (${reason})` : ''));
+  }
+  await all; // a transport closed meanwhile rejects here
+  return {};
+}
+
 function emitterOp(op, action) {
   const emitter = emitters.get(op.streamId);
   if (!emitter) return { result: 'closed' };
@@ -187,28 +255,61 @@ function emitterOp(op, action) {
   }
 }
 
-const input = createInterface({ input: process.stdin, crlfDelay: Infinity });
-input.on('line', (line) => {
-  if (line.trim() === '') return;
+function acknowledge(op, result) {
+  const ack = { event: 'ack', id: op.id, ...result };
+  // Relay mode runs on the system clock: the manual clock then holds no timer (null).
+  ack.nextTimerMs = clock.nextDeadline();
+  inOperation = true;
+  emit(ack);
+  inOperation = false;
+  flush();
+  if (op.op === 'shutdown') process.exit(0);
+}
+
+function failed(op, e) {
+  process.stderr.write(`${op.op} failed: ${e?.stack ?? e}\n`);
+  return { error: String(e?.message ?? e) };
+}
+
+/** Handles one line; returns a promise while an operation (relay configure) completes later. */
+function handleLine(line) {
+  if (line.trim() === '') return undefined;
   let op;
   try {
     op = JSON.parse(line);
   } catch (e) {
     process.stderr.write(`not JSON: ${line.slice(0, 80)}\n`);
-    return;
+    return undefined;
   }
   const handler = ops[op.op];
-  let ack;
+  let result;
+  inOperation = true;
   try {
     if (!handler) throw new Error(`unknown op ${op.op}`);
-    ack = { event: 'ack', id: op.id, ...handler(op) };
+    result = handler(op);
   } catch (e) {
-    process.stderr.write(`${op.op} failed: ${e.stack ?? e}\n`);
-    ack = { event: 'ack', id: op.id, error: String(e.message ?? e) };
+    result = failed(op, e);
+  } finally {
+    inOperation = false;
   }
-  ack.nextTimerMs = clock.nextDeadline();
-  emit(ack);
-  flush();
-  if (op.op === 'shutdown') process.exit(0);
-});
-input.on('close', () => process.exit(0));
+  if (result && typeof result.then === 'function') {
+    return result.then((r) => acknowledge(op, r), (e) => acknowledge(op, failed(op, e)));
+  }
+  acknowledge(op, result);
+  return undefined;
+}
+
+// Operations run one at a time, in order: lines that come while one completes wait for it.
+const waitingLines = [];
+let busy = null;
+function pump() {
+  while (!busy && waitingLines.length > 0) {
+    const pending = handleLine(waitingLines.shift());
+    if (pending) busy = pending.then(() => { busy = null; pump(); });
+  }
+}
+const input = createInterface({ input: process.stdin, crlfDelay: Infinity });
+input.on('line', (line) => { waitingLines.push(line); pump(); });
+// At the end of input, what was read still runs; then the process exits.
+const exitWhenIdle = () => (busy ? busy.then(exitWhenIdle) : process.exit(0));
+input.on('close', exitWhenIdle);
