@@ -16,6 +16,7 @@ let package = Package(
     .library(name: "KenshoScenario", targets: ["KenshoScenario"]),
     .library(name: "KenshoVerdict", targets: ["KenshoVerdict"]),
     .library(name: "KenshoHarness", targets: ["KenshoHarness"]),
+    .library(name: "KenshoRelay", targets: ["KenshoRelay"]),
     .executable(name: "kensho-bench", targets: ["KenshoBenchCLI"]),
     .executable(name: "kensho-ref-adapter", targets: ["KenshoReferenceAdapter"]),
     .executable(name: "kensho-bus-bench", targets: ["KenshoBusBenchmark"]),
@@ -25,6 +26,7 @@ let package = Package(
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.6.0"),
     .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+    .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
   ],
   targets: [
     .target(name: "KenshoProtocol", swiftSettings: strict),
@@ -41,6 +43,17 @@ let package = Package(
       name: "CJemalloc",
       pkgConfig: "jemalloc",
       providers: [.apt(["libjemalloc-dev"])]
+    ),
+    .target(
+      name: "KenshoRelay",
+      dependencies: [
+        "KenshoBus", "KenshoProtocol",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "NIOWebSocket", package: "swift-nio"),
+      ],
+      swiftSettings: strict
     ),
     .target(name: "KenshoMemory", dependencies: ["CJemalloc"], swiftSettings: strict),
     .executableTarget(
@@ -60,7 +73,7 @@ let package = Package(
     .target(
       name: "KenshoHarness",
       dependencies: [
-        "KenshoBus", "KenshoScenario", "KenshoMemory", "KenshoVerdict",
+        "KenshoBus", "KenshoScenario", "KenshoMemory", "KenshoVerdict", "KenshoRelay",
         .product(name: "Histogram", package: "hdrhistogram-swift"),
         .product(name: "Crypto", package: "swift-crypto"),
         .product(name: "DequeModule", package: "swift-collections"),
@@ -72,7 +85,7 @@ let package = Package(
     .executableTarget(
       name: "KenshoBenchCLI",
       dependencies: [
-        "KenshoReport", "KenshoHarness", "KenshoScenario", "KenshoVerdict",
+        "KenshoReport", "KenshoHarness", "KenshoScenario", "KenshoVerdict", "KenshoRelay",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       swiftSettings: strict
@@ -87,6 +100,9 @@ let package = Package(
     .testTarget(name: "KenshoProtocolTests", dependencies: ["KenshoProtocol"], swiftSettings: strict),
     .testTarget(
       name: "KenshoVerdictTests", dependencies: ["KenshoVerdict", "KenshoScenario", "KenshoProtocol"],
+      swiftSettings: strict),
+    .testTarget(
+      name: "KenshoRelayTests", dependencies: ["KenshoRelay", "KenshoBus", "KenshoProtocol"],
       swiftSettings: strict),
     .testTarget(
       name: "KenshoBusTests",

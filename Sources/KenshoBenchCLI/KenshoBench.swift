@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 @_spi(Testing) import KenshoHarness
+import KenshoRelay
 import KenshoMemory
 import KenshoProtocol
 import KenshoReport
@@ -56,7 +57,7 @@ struct KenshoBench: ParsableCommand {
       kensho-junit.xml, and hgrm/*.hgrm latency histograms.
       """,
     version: KenshoVersion.current,
-    subcommands: [Run.self, List.self, Validate.self, Schema.self, Matrix.self, Catalogue.self],
+    subcommands: [Run.self, List.self, Validate.self, Schema.self, Matrix.self, Catalogue.self, Relay.self],
     defaultSubcommand: Run.self)
 
   /// Parses, runs, and maps usage errors to exit code 2 (ArgumentParser's own is 64).
@@ -235,6 +236,17 @@ extension KenshoBench {
     @Option(help: "Seconds an adapter may take to answer one operation.")
     var adapterTimeout: Double = 20
 
+    @Option(help: "Run relay scenarios over the relay at this ws:// address, not an embedded one.")
+    var relayUrl: String?
+
+    @Option(
+      help: "Run relay scenarios over the relay this command starts (its port in KENSHO_RELAY_PORT, the token in KENSHO_RELAY_TOKEN; it prints `listening ws://HOST:PORT/`); stopped afterwards."
+    )
+    var relayCmd: String?
+
+    @Option(help: "The token for --relay-url, instead of the scenario's network.token.")
+    var relayToken: String?
+
     @Option(
       name: .customLong("repeat"),
       help: ArgumentHelp(
@@ -260,6 +272,12 @@ extension KenshoBench {
 
     func validate() throws {
       try OptionRanges.check("--deadline", deadline, in: OptionRanges.seconds, "a number of seconds")
+      if relayUrl != nil && relayCmd != nil {
+        throw ValidationError("--relay-url and --relay-cmd exclude each other: one names a relay, the other starts one")
+      }
+      if let relayUrl {
+        do { _ = try RelayURL(relayUrl) } catch { throw ValidationError("--relay-url: \(error)") }
+      }
       try OptionRanges.check("--adapter-timeout", adapterTimeout, in: OptionRanges.seconds, "a number of seconds")
       try OptionRanges.check("--max-regression", maxRegression, in: OptionRanges.regression, "a fraction")
       if let seed, !OptionRanges.seed.contains(seed) {
@@ -370,6 +388,9 @@ extension KenshoBench {
       options.leakingReference = leakingReferenceForTesting
       options.adapterCommand = impl
       options.adapterDeadline = Nanos.duration(seconds: adapterTimeout)
+      options.relayURL = relayUrl
+      options.relayCommand = relayCmd
+      options.relayToken = relayToken
       let logURL = folder.appendingPathComponent("adapter-stderr.log")
       if impl != nil {
         try? FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)

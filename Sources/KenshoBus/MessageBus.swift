@@ -315,6 +315,11 @@ public final class MessageBus: TransportReceiver, Sendable {
     }
   }
 
+  /// A frame that is no KenshoMessage (KSP-1.2): counted as invalid.
+  public func rejected() {
+    count(.invalid)
+  }
+
   /// The transport reports `worker` gone (KSP-8.1): streams from it fail with `PRODUCER_GONE`,
   /// streams to it are cancelled, calls to it fail.
   public func peerDown(_ worker: String) {

@@ -19,4 +19,11 @@ public protocol TransportReceiver: AnyObject, Sendable {
   func receive(_ message: KenshoMessage)
   /// The transport learned that `worker` is gone (KSP-8.1).
   func peerDown(_ worker: String)
+  /// Something arrived that is not a KenshoMessage at all (not JSON, not an object, a bad
+  /// field): dropped and counted (KSP-1.2).
+  func rejected()
+}
+
+extension TransportReceiver {
+  public func rejected() {}
 }

@@ -754,7 +754,7 @@ private func systemPipe2(_ fds: UnsafeMutablePointer<Int32>, _ flags: Int32) -> 
 /// Starts a command with posix_spawn in a process group of its own, with pipes for its stdin,
 /// stdout and stderr, and the default disposition and an empty mask for signals (the harness
 /// ignores SIGPIPE and, in the CLI, SIGINT; a child must not inherit that).
-private enum Spawn {
+enum Spawn {
   struct Started {
     var pid: pid_t
     var stdin: Int32

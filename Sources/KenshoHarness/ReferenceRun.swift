@@ -40,6 +40,8 @@ final class ReferenceRun: Sendable {
   let startupFailure: String?
   /// The run's history: the only input of the checks.
   let recorder: HistoryRecorder
+  /// The relay the workers talk through, for a scenario with network kind `relay`.
+  let relay: RelayNetwork?
   /// Thread allocation counter, for the history's own memory (virtual time runs on one thread).
   static let meter: @Sendable () -> Int64? = { Jemalloc.threadNet() }
 
@@ -110,6 +112,7 @@ final class ReferenceRun: Sendable {
       })
     injector.attach(network)
     slowConsumers.attach(network)
+    var failure: String?
     if let command = options.adapterCommand {
       do {
         let host = try AdapterHost(
@@ -117,27 +120,47 @@ final class ReferenceRun: Sendable {
           deadline: options.adapterDeadline, log: options.adapterLog,
           recorder: recorder)
         adapters = host
-        startupFailure = nil
         let buses = host.makeBuses()
         busesBox.withLock { $0 = buses }
       } catch {
         adapters = nil
-        startupFailure = error.description
+        failure = error.description
       }
     } else {
       adapters = nil
-      startupFailure = nil
     }
-    for agent in scenario.agents where adapters == nil && startupFailure == nil {
-      for worker in agent.workerNames {
+    var relay: RelayNetwork?
+    var relayFailure: String?
+    if scenario.network.kind == .relay && adapters == nil && failure == nil {
+      do {
+        relay = try RelayNetwork.open(for: scenario, options: options)
+      } catch {
+        relayFailure = error.description
+      }
+    }
+    for agent in scenario.agents where adapters == nil && failure == nil && relayFailure == nil {
+      for worker in agent.workerNames where relayFailure == nil {
+        let transport: any Transport
+        if let relay {
+          do {
+            transport = try relay.transport(for: worker, recorder: recorder, clock: clock, state: stateRef)
+          } catch {
+            relayFailure = error.description
+            continue
+          }
+        } else {
+          transport = network.endpoint(worker)
+        }
         // Worker names were validated when the scenario was loaded.
         guard
           let bus = try? MessageBus(
-            name: worker, transport: network.endpoint(worker), clock: clock, configuration: config, defects: defects)
+            name: worker, transport: transport, clock: clock, configuration: config, defects: defects)
         else { continue }
         busesBox.withLock { $0[worker] = bus }
       }
     }
+    self.relay = relay
+    startupFailure = failure ?? relayFailure
     for agent in scenario.agents {
       for worker in agent.workerNames {
         guard let bus = buses[worker] else { continue }
@@ -161,6 +184,10 @@ final class ReferenceRun: Sendable {
   /// did not finish.
   func execute(wallDeadline: Duration) -> String? {
     if let startupFailure { return startupFailure }
+    if adapters != nil && scenario.network.kind == .relay {
+      return "UNSUPPORTED: relay scenarios run against the reference bus only for now (an adapter's workers do not "
+        + "join a relay yet)"
+    }
     if adapters != nil && manual == nil {
       return "UNSUPPORTED: real-time scenarios run in process only; adapters run on virtual time"
     }

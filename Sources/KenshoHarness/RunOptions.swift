@@ -31,6 +31,12 @@ public struct RunOptions: Sendable {
   public var adapterCommand: String?
   /// How long an adapter may take to answer one operation.
   public var adapterDeadline: Duration = .seconds(20)
+  /// Relay scenarios run over the relay at this address instead of an embedded one.
+  public var relayURL: String?
+  /// Relay scenarios run over the relay this command starts (its port in `KENSHO_RELAY_PORT`).
+  public var relayCommand: String?
+  /// The token for `relayURL`, instead of the scenario's.
+  public var relayToken: String?
   /// Receives what adapter processes write to stderr.
   public var adapterLog: (@Sendable (String) -> Void)?
 

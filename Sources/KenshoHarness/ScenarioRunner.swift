@@ -85,7 +85,11 @@ public struct ScenarioRunner: Sendable {
     current.value = run
     var problem = run.execute(wallDeadline: wallDeadline)
     let metrics = Self.metrics(run)
-    let history = run.history(complete: problem == nil)
+    var history = run.history(complete: problem == nil)
+    if let relay = run.relay {
+      // The relay's own rules, probed once the workload is over; then the relay goes.
+      if scenario.network.probe && !options.cancelled() { history.relay = relay.probe() }
+    }
     // What an implementation does wrong after the workload (a failed or missing stats answer,
     // a dispose or shutdown it does not honour) is an error too, never a pass.
     var adapterFailed = run.startupFailure != nil
@@ -137,6 +141,7 @@ public struct ScenarioRunner: Sendable {
           detail: failed ? "the failures below were seen before the run stopped" : nil), at: 0)
     }
     if run.adapters == nil { for bus in run.buses.values { bus.dispose() } }
+    run.relay?.close()
     let verdict = checks.map(\.verdict).max() ?? .pass
     let (samples, histograms) = run.state.withLock { s in
       (

@@ -205,6 +205,23 @@ final class Reader: FormatChecker {
       }
       scenario.actions.append(Action(atMs: a.double("atMs") ?? 0, kind: .dispose(agent)))
     }
+    if let n = o.object("network") {
+      scenario.network.kind = n.string("kind").flatMap(NetworkSettings.Kind.init(rawValue:)) ?? .harness
+      scenario.network.token = n.string("token")
+      scenario.network.probe = n.bool("probe") ?? true
+      if scenario.network.kind == .relay {
+        if scenario.time.mode != .real {
+          problem(
+            "$.network.kind", expected: "\"harness\" unless time.mode is \"real\" (a relay runs in real time)",
+            found: "\"relay\" with time.mode \"\(scenario.time.mode.rawValue)\"")
+        }
+        if !scenario.faults.isEmpty {
+          problem(
+            "$.faults", expected: "no faults with network kind \"relay\" (they act on the harness's network)",
+            found: "\(scenario.faults.count) faults")
+        }
+      }
+    }
     crossCheck(scenario, o, agentNames)
     return scenario
   }
@@ -376,6 +393,12 @@ final class Reader: FormatChecker {
     case "inactive_chunks_dropped": .inactiveChunksDropped
     case "activity_refresh": .activityRefresh
     case "end_after_chunks": .endAfterChunks
+    case "relay_fanout": .relayFanOut
+    case "relay_order": .relayOrder
+    case "relay_ping": .relayPing
+    case "relay_server_info": .relayServerInfo
+    case "relay_auth": .relayAuth
+    case "relay_slow_receiver": .relaySlowReceiver
     case "handler_runs": .handlerRuns(o.int("perStream") ?? 1)
     case "memory_returns": .memoryReturns(maxBytes: o.int("maxBytes") ?? 0)
     case "peak_memory": .peakMemory(maxBytes: o.int("maxBytes") ?? 0)

@@ -21,6 +21,8 @@ public struct Scenario: Sendable, Hashable {
   public var faults: [Fault] = []
   /// Things the harness does at set times: dispose an agent's buses (KSP-10.1).
   public var actions: [Action] = []
+  /// Which network carries the messages: the harness's own, or a WebSocket relay (§11).
+  public var network = NetworkSettings()
   /// The file the scenario came from, when it came from one.
   public var file: String?
 
@@ -56,6 +58,23 @@ public struct Scenario: Sendable, Hashable {
     for e in expect where !seen.contains(e.rule) { seen.append(e.rule) }
     return seen
   }
+}
+
+/// Which network a scenario's messages cross.
+public struct NetworkSettings: Sendable, Hashable {
+  public enum Kind: String, Sendable, Hashable, CaseIterable {
+    /// The harness's in-process network: it sees, faults and delivers every message.
+    case harness
+    /// A WebSocket relay (PROTOCOL.md §11): every agent is a real client, in real time; the
+    /// relay is an embedded one unless `--relay-url` or `--relay-cmd` names another.
+    case relay
+  }
+  public var kind: Kind = .harness
+  /// The token relay clients present (KSP-11.5); the embedded relay then requires it.
+  public var token: String?
+  /// Whether the harness probes the relay's own rules (KSP-11) after the workload.
+  public var probe = true
+  public init() {}
 }
 
 /// How time runs in a scenario.
@@ -271,6 +290,18 @@ public struct Expectation: Sendable, Hashable {
     case activityRefresh
     /// With `seq` in use, `stream_end` carries the chunk count and `onEnd` follows every chunk (KSP-4.4).
     case endAfterChunks
+    /// KSP-11.1: each frame reaches every other open connection unchanged and of its kind, never its sender.
+    case relayFanOut
+    /// KSP-11.2: frames from one sender reach each receiver in the order sent.
+    case relayOrder
+    /// KSP-11.3: a text ping is answered pong to its sender only and not forwarded.
+    case relayPing
+    /// KSP-11.4: the relay's first frame on each connection is one server_info.
+    case relayServerInfo
+    /// KSP-11.5: without a valid token the upgrade gets 401; no frame of an unadmitted client is forwarded.
+    case relayAuth
+    /// KSP-11.6: a stalled receiver delays no one; what it cannot take is dropped or it is closed, never buffered without bound.
+    case relaySlowReceiver
   }
 
   public init(_ kind: Kind, rule: String? = nil) {
@@ -361,6 +392,12 @@ extension Expectation.Kind {
     case .inactiveChunksDropped: "inactive_chunks_dropped"
     case .activityRefresh: "activity_refresh"
     case .endAfterChunks: "end_after_chunks"
+    case .relayFanOut: "relay_fanout"
+    case .relayOrder: "relay_order"
+    case .relayPing: "relay_ping"
+    case .relayServerInfo: "relay_server_info"
+    case .relayAuth: "relay_auth"
+    case .relaySlowReceiver: "relay_slow_receiver"
     }
   }
 
@@ -413,6 +450,12 @@ extension Expectation.Kind {
     case .inactiveChunksDropped: "KSP-3.5"
     case .activityRefresh: "KSP-3.3"
     case .endAfterChunks: "KSP-4.4"
+    case .relayFanOut: "KSP-11.1"
+    case .relayOrder: "KSP-11.2"
+    case .relayPing: "KSP-11.3"
+    case .relayServerInfo: "KSP-11.4"
+    case .relayAuth: "KSP-11.5"
+    case .relaySlowReceiver: "KSP-11.6"
     case .metric(let m, _, _):
       switch m {
       case .retainedBytes: "KSP-9.2"

@@ -58,6 +58,27 @@ public enum ScenarioFormat {
               + "\(FormatChecker.format(ScenarioLimits.maxSamples)) (at most ten million samples)."),
         ])))
 
+  // MARK: Network
+
+  public static let networkSettings = Shape.named(
+    "network",
+    .object(
+      ObjectShape(
+        doc: "Which network carries the messages.",
+        [
+          Field(
+            "kind", .oneOf(NetworkSettings.Kind.allCases.map(\.rawValue)), default: "harness",
+            "\"harness\": the harness's in-process network (faults apply). \"relay\": a WebSocket relay (KSP-11): "
+              + "agents are real clients in real time, on an embedded relay unless --relay-url or --relay-cmd names "
+              + "another; needs time.mode \"real\" and no faults."),
+          Field(
+            "token", .string(StringShape(minLength: 1, maxLength: 256)),
+            "The token relay clients present; the embedded relay (and --relay-cmd's) then requires it (KSP-11.5)."),
+          Field(
+            "probe", .bool, default: true,
+            "Whether the harness probes the relay's own rules (KSP-11) after the workload."),
+        ])))
+
   // MARK: Agents
 
   static let serializedError = Shape.named(
@@ -390,6 +411,24 @@ public enum ScenarioFormat {
           "Allowed bytes above the baseline.")
       ],
       doc: "KSP-9.3: memory during the run stays within maxBytes above the baseline."),
+    Check(
+      name: "relay_fanout", fields: [],
+      doc: "KSP-11.1: each frame reaches every other open connection unchanged and of its kind, never its sender. Read from the harness's probe of the relay; untested without network kind relay."),
+    Check(
+      name: "relay_order", fields: [],
+      doc: "KSP-11.2: frames from one sender reach each receiver in the order sent. Read from the harness's probe of the relay; untested without network kind relay."),
+    Check(
+      name: "relay_ping", fields: [],
+      doc: "KSP-11.3: a text ping is answered pong to its sender only and not forwarded. Read from the harness's probe of the relay; untested without network kind relay."),
+    Check(
+      name: "relay_server_info", fields: [],
+      doc: "KSP-11.4: the relay's first frame on each connection is one server_info. Read from the harness's probe of the relay; untested without network kind relay."),
+    Check(
+      name: "relay_auth", fields: [],
+      doc: "KSP-11.5: without a valid token the upgrade gets 401; no frame of an unadmitted client is forwarded. Read from the harness's probe of the relay; untested without network kind relay."),
+    Check(
+      name: "relay_slow_receiver", fields: [],
+      doc: "KSP-11.6: a stalled receiver delays no one; what it cannot take is dropped or it is closed, never buffered without bound. Read from the harness's probe of the relay; untested without network kind relay."),
   ]
 
   /// The names of every check, as scenario files write them.
@@ -591,6 +630,7 @@ public enum ScenarioFormat {
           "seed", .integer(min: 0, max: Int(Int64.max)), default: 1,
           "Seed of every random choice (chunk data included); `--seed` overrides it."),
         Field("time", timeSettings, "How time runs. Absent: virtual time with KSP/1's default timeouts."),
+        Field("network", networkSettings, "Which network carries the messages. Absent: the harness's own."),
         Field(
           "agents",
           .array(ArrayShape(agent, minItems: 1, maxItems: ScenarioLimits.maxWorkers, noun: "agent")),
@@ -634,6 +674,7 @@ public enum ScenarioFormat {
     "rule ids exist in KSP/1, and an expectation's `rule` is one its check decides",
     "metric `min` ≤ `max`; a uniform delay's `maxMs` ≥ `minMs`",
     "`sampleEveryMs` ≥ `deadlineMs` / 10000000",
+    "a relay network needs `time.mode` \"real\" and no `faults`",
     "workers, streams and chunks summed over the scenario stay within the limits",
   ]
 }

@@ -46,6 +46,8 @@ public struct History: Sendable {
   public var sweepInterval: Int64 = 60_000_000_000
   /// Whether the run reached its end (every stream terminal) rather than a deadline.
   public var complete = true
+  /// What the harness's probe saw at the relay, when the scenario ran over one (KSP-11).
+  public var relay: RelayJournal?
 
   public init() {}
 

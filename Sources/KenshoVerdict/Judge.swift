@@ -31,6 +31,12 @@ public enum Judge {
     case .inactiveChunksDropped: InactiveChunksDropped()
     case .activityRefresh: ActivityRefresh()
     case .endAfterChunks: EndAfterChunks()
+    case .relayFanOut: RelayFanOut()
+    case .relayOrder: RelayOrder()
+    case .relayPing: RelayPing()
+    case .relayServerInfo: RelayServerInfo()
+    case .relayAuth: RelayAuth()
+    case .relaySlowReceiver: RelaySlowReceiver()
     }
   }
 
