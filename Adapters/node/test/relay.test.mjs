@@ -12,7 +12,7 @@ import net from 'node:net';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { loadWs } from '../ws-lib.mjs';
-import { startRelay as startRelayModule, parseArguments } from '../relay.mjs';
+import { startRelay as startRelayModule, parseArguments, RELAY_DEFECTS } from '../relay.mjs';
 import { WsTransport } from '../ws-transport.mjs';
 import { MessageBus, systemClock } from '../kensho-bus.mjs';
 
@@ -648,6 +648,314 @@ test('relay command: one ready line on stdout; relays; on SIGTERM closes, prints
     child.kill('SIGKILL');
     for (const c of clients) c.ws.terminate();
   }
+});
+
+// Deliberate defects (RELAY_DEFECTS) -------------------------------------------------------------
+//
+// Each defect switch must really break its rule, and the relay without it must not: every
+// observation below runs on a clean relay and on one with the defect, and both outcomes are
+// checked. The tests above run the defect-free relay through every rule.
+
+/** A client without the server_info wait of connect(): resolves once open, records every frame. */
+function connectRaw(url, options = {}) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { perMessageDeflate: false, ...options });
+    track(() => ws.terminate());
+    const client = { ws, frames: [] };
+    client.closed = new Promise((done) => ws.on('close', done));
+    client.texts = () => client.frames.filter((f) => !f.isBinary).map((f) => f.text);
+    ws.on('message', (data, isBinary) => client.frames.push({ data, isBinary, text: isBinary ? null : data.toString('utf8') }));
+    ws.on('open', () => resolve(client));
+    ws.on('error', reject);
+  });
+}
+
+/** What a frame looks like to a test: `server_info` for the relay's, else its text or `bin:HEX`. */
+const shown = (f) => {
+  if (f.isBinary) return `bin:${Buffer.from(f.data).toString('hex')}`;
+  try { if (JSON.parse(f.text)?.type === 'server_info') return 'server_info'; } catch { /* not JSON */ }
+  return f.text;
+};
+
+const DEFECT_CASES = {
+  // KSP-11.1: what the sender gets back besides its pongs.
+  echo: {
+    async observe(defects) {
+      const { clients, done } = await setup(2, { defects });
+      try {
+        const [a, b] = clients;
+        a.ws.send('x');
+        a.ws.send(Buffer.from([1, 2]), { binary: true });
+        await until(() => b.frames.length === 2, 'b to get both');
+        await a.barrier(); // an echo goes out before the pong
+        return forwarded(a).map(shown);
+      } finally {
+        await done();
+      }
+    },
+    clean: [],
+    broken: ['x', 'bin:0102'],
+  },
+  // KSP-11.1: the kind and bytes of what arrives (not UTF-8: the receiver must not reject it).
+  'binary-as-text': {
+    async observe(defects) {
+      const { clients, done } = await setup(2, { defects }, { skipUTF8Validation: true });
+      try {
+        const [a, b] = clients;
+        a.ws.send(Buffer.from([0, 1, 2, 255]), { binary: true });
+        a.ws.send('text');
+        await until(() => b.frames.length === 2, 'b to get both');
+        return b.frames.map((f) => [f.isBinary, Buffer.from(f.data).toString('hex')]);
+      } finally {
+        await done();
+      }
+    },
+    clean: [[true, '000102ff'], [false, '74657874']],
+    broken: [[false, '000102ff'], [false, '74657874']],
+  },
+  // KSP-11.1: which of 14 frames each of two receivers missed; nothing is counted as dropped.
+  'drop-some': {
+    async observe(defects) {
+      const { relay, clients, done } = await setup(3, { defects });
+      try {
+        const [a, b, c] = clients;
+        for (let i = 0; i < 14; i += 1) a.ws.send(String(i));
+        a.ws.send('last'); // the 15th
+        await until(() => b.texts().includes('last') && c.texts().includes('last'), 'the last frame at b and c');
+        const missed = (client) => Array.from({ length: 14 }, (_, i) => i).filter((i) => !client.texts().includes(String(i)));
+        return { b: missed(b), c: missed(c), dropped: relay.stats().dropped };
+      } finally {
+        await done();
+      }
+    },
+    clean: { b: [], c: [], dropped: 0 },
+    broken: { b: [], c: [6, 13], dropped: 0 }, // the 7th and 14th, to the newest receiver
+  },
+  // KSP-11.2: the order of one sender's 12 frames at a receiver.
+  reorder: {
+    async observe(defects) {
+      const { clients, done } = await setup(2, { defects });
+      try {
+        const [a, b] = clients;
+        for (let i = 0; i < 12; i += 1) a.ws.send(String(i));
+        await until(() => b.frames.length === 12, 'the 12 frames');
+        return b.texts().map(Number);
+      } finally {
+        await done();
+      }
+    },
+    clean: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+    broken: [0, 1, 2, 3, 5, 4, 6, 7, 8, 10, 9, 11], // the 5th after the 6th, the 10th after the 11th
+  },
+  // KSP-11.3: what the others get of a ping, and the pongs of its sender.
+  'forward-ping': {
+    async observe(defects) {
+      const { clients, done } = await setup(2, { defects });
+      try {
+        const [a, b] = clients;
+        a.ws.send('ping');
+        a.ws.send('after');
+        await until(() => b.texts().includes('after') && a.pongs() === 1, 'the frame after the ping, and the pong');
+        return { b: b.texts(), aPongs: a.pongs() };
+      } finally {
+        await done();
+      }
+    },
+    clean: { b: ['after'], aPongs: 1 },
+    broken: { b: ['ping', 'after'], aPongs: 1 },
+  },
+  // KSP-11.3: the pongs each of three clients got for one ping of the first.
+  'pong-to-all': {
+    async observe(defects) {
+      const { clients, done } = await setup(3, { defects });
+      try {
+        const [a, b, c] = clients;
+        a.ws.send('ping');
+        a.ws.send('after'); // forwarded after the pongs went out
+        await until(() => b.texts().includes('after') && c.texts().includes('after') && a.pongs() === 1, 'the frame after the ping');
+        return clients.map((client) => client.pongs());
+      } finally {
+        await done();
+      }
+    },
+    clean: [1, 0, 0],
+    broken: [1, 1, 1],
+  },
+  // KSP-11.4: everything two clients got, the second sending one frame and a ping.
+  'no-server-info': {
+    async observe(defects) {
+      const relay = await startRelay({ host: '127.0.0.1', port: 0, defects });
+      const a = await connectRaw(relay.url);
+      const b = await connectRaw(relay.url);
+      try {
+        b.ws.send('hello');
+        b.ws.send('ping');
+        await until(() => a.texts().includes('hello') && b.texts().includes('pong'), 'the frame and the pong');
+        return { a: a.frames.map(shown), b: b.frames.map(shown) };
+      } finally {
+        await closeAll(relay, [a, b]);
+      }
+    },
+    clean: { a: ['server_info', 'hello'], b: ['server_info', 'pong'] },
+    broken: { a: ['hello'], b: ['pong'] },
+  },
+  // KSP-11.5: upgrades with a token set, and whether a tokenless client's frame is forwarded.
+  'no-auth': {
+    async observe(defects) {
+      const relay = await startRelay({ host: '127.0.0.1', port: 0, token: 's3cret', defects });
+      const member = await connect(`${relay.url}?token=s3cret`);
+      const clients = [member];
+      try {
+        const outcomes = [await upgradeOutcome(relay.url), await upgradeOutcome(`${relay.url}?token=wrong`),
+          await upgradeOutcome(relay.url, { headers: { Authorization: 'Bearer wrong' } })]
+          .map((o) => (/401/.test(o) ? '401' : o));
+        let intruderForwarded = false;
+        if (outcomes[0] === 'open') {
+          const intruder = await connect(relay.url);
+          clients.push(intruder);
+          intruder.ws.send('intruder');
+          await until(() => member.texts().includes('intruder'), 'the intruder\'s frame');
+          intruderForwarded = true;
+        }
+        return { outcomes, intruderForwarded, refused: relay.stats().refused };
+      } finally {
+        await closeAll(relay, clients);
+      }
+    },
+    clean: { outcomes: ['401', '401', '401'], intruderForwarded: false, refused: 3 },
+    broken: { outcomes: ['open', 'open', 'open'], intruderForwarded: true, refused: 0 },
+  },
+  // KSP-11.6: a stalled receiver under a 256 KiB bound while 8 MB go by.
+  unbounded: {
+    async observe(defects) {
+      const maxBufferedBytes = 256 * 1024;
+      const { relay, clients, done } = await setup(3, { maxBufferedBytes, defects });
+      try {
+        const [sender, fast, stalled] = clients;
+        stalled.ws._socket.pause();
+        const FRAMES = 2000;
+        for (let i = 0; i < FRAMES; i += 1) {
+          sender.ws.send(`${i}:${'x'.repeat(4000)}`);
+          if (i % 20 === 19) await until(() => fast.frames.length === i + 1, 'the fast receiver');
+        }
+        const s = relay.stats().clients[2]; // in the order they connected: the stalled one
+        assert.equal(s.framesOut + s.dropped, FRAMES, JSON.stringify(relay.stats()));
+        stalled.ws._socket.resume();
+        await until(() => stalled.frames.length === s.framesOut, 'the stalled receiver to catch up', 10_000);
+        return { dropped: s.dropped > 0, bounded: s.maxBufferedAmount <= maxBufferedBytes + 64,
+          stalledGotAll: stalled.frames.length === FRAMES, fastGotAll: fast.frames.length === FRAMES };
+      } finally {
+        await done();
+      }
+    },
+    clean: { dropped: true, bounded: true, stalledGotAll: false, fastGotAll: true },
+    broken: { dropped: false, bounded: false, stalledGotAll: true, fastGotAll: true },
+  },
+};
+
+test('defects: one case per RELAY_DEFECTS name, one defect per KSP-11 rule', () => {
+  assert.deepEqual(Object.keys(DEFECT_CASES), Object.keys(RELAY_DEFECTS));
+  const rules = new Set(Object.values(RELAY_DEFECTS).map((text) => /\(KSP-(11\.\d)/.exec(text)?.[1]));
+  assert.deepEqual([...rules].sort(), ['11.1', '11.2', '11.3', '11.4', '11.5', '11.6']);
+});
+
+for (const [name, { observe, clean, broken }] of Object.entries(DEFECT_CASES)) {
+  test(`defect ${name}: ${RELAY_DEFECTS[name]} Without it, the relay keeps the rule`, async () => {
+    assert.deepEqual(await observe([]), clean, 'the relay without defects');
+    assert.deepEqual(await observe([name]), broken, `the relay with --defect ${name}`);
+  });
+}
+
+test('defect reorder: a held frame with no frame after it still goes out, a little later', async () => {
+  const { clients, done } = await setup(2, { defects: ['reorder'] });
+  try {
+    const [a, b] = clients;
+    for (let i = 0; i < 5; i += 1) a.ws.send(String(i));
+    await until(() => b.frames.length === 4, 'the first four');
+    await until(() => b.frames.length === 5, 'the held fifth', 2000);
+    assert.deepEqual(b.texts(), ['0', '1', '2', '3', '4']);
+  } finally {
+    await done();
+  }
+});
+
+test('defects: several at once; other defects leave a rule alone', async () => {
+  const { relay, clients, done } = await setup(3, { defects: ['echo', 'pong-to-all', 'echo'] });
+  try {
+    assert.deepEqual(relay.defects, ['echo', 'pong-to-all']);
+    const [a, b, c] = clients;
+    a.ws.send(Buffer.from([9]), { binary: true }); // binary stays binary
+    a.ws.send('ping'); // not echoed, not forwarded
+    await until(() => b.pongs() === 1 && c.pongs() === 1 && a.pongs() === 1 && forwarded(a).length === 1, 'echo and pongs');
+    assert.deepEqual(forwarded(a).map(shown), ['bin:09']);
+    assert.deepEqual(forwarded(b).map(shown), ['bin:09']);
+    assert.equal(b.serverInfo.type, 'server_info');
+  } finally {
+    await done();
+  }
+  const plain = await startRelay({ host: '127.0.0.1', port: 0 });
+  assert.deepEqual(plain.defects, []);
+  await plain.close();
+  await assert.rejects(startRelayModule({ host: '127.0.0.1', port: 0, defects: ['echo', 'nope'] }),
+    (e) => e instanceof RangeError && e.message.includes('"nope"') && e.message.includes('no-auth'));
+});
+
+test('defects on the command line: --defect NAME (repeatable), else KENSHO_RELAY_DEFECTS; unknown ones exit 2 listing the known', async () => {
+  assert.deepEqual(parseArguments(['--defect', 'echo', '--defect=reorder'], {}), { defects: ['echo', 'reorder'] });
+  assert.deepEqual(parseArguments([], { KENSHO_RELAY_DEFECTS: ' no-auth, unbounded ,' }), { defects: ['no-auth', 'unbounded'] });
+  assert.deepEqual(parseArguments(['--defect', 'echo'], { KENSHO_RELAY_DEFECTS: 'no-auth' }), { defects: ['echo'] });
+  assert.deepEqual(parseArguments([], { KENSHO_RELAY_DEFECTS: '' }), {});
+  assert.deepEqual(parseArguments(['--list-defects'], {}), { listDefects: true });
+  const run = (args, env = {}) => new Promise((resolve) => {
+    const child = spawn(process.execPath, [relayScript, ...args], { env: { PATH: process.env.PATH, ...env } });
+    track(() => child.kill('SIGKILL'));
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+  for (const [args, env, named] of [
+    [['--listen', '127.0.0.1:0', '--defect', 'echoes'], {}, '--defect: unknown defect "echoes"'],
+    [['--listen', '127.0.0.1:0', '--defect'], {}, '--defect expects a value'],
+    [['--listen', '127.0.0.1:0'], { KENSHO_RELAY_DEFECTS: 'echo,bogus' }, 'KENSHO_RELAY_DEFECTS: unknown defect "bogus"'],
+  ]) {
+    const { code, stderr } = await run(args, env);
+    assert.equal(code, 2, `${args.join(' ')}: ${stderr}`);
+    assert.ok(stderr.includes(named), stderr);
+    if (named.includes('unknown')) for (const known of Object.keys(RELAY_DEFECTS)) assert.ok(stderr.includes(known), stderr);
+  }
+  const listed = await run(['--list-defects']);
+  assert.equal(listed.code, 0);
+  assert.equal(listed.stdout, Object.entries(RELAY_DEFECTS).map(([n, t]) => `${n}\t${t}\n`).join(''));
+
+  // A relay command with a defect on says so on stderr, and behaves accordingly.
+  const child = spawn(process.execPath, [relayScript, '--listen', '127.0.0.1:0', '--defect', 'no-server-info'],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH, KENSHO_RELAY_DEFECTS: 'echo' } });
+  track(() => child.kill('SIGKILL'));
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => { stdout += d; });
+  child.stderr.on('data', (d) => { stderr += d; });
+  const exited = new Promise((resolve) => child.on('close', resolve));
+  const line = await until(() => /^listening (ws:\S+)\n$/.exec(stdout), 'the ready line');
+  assert.match(stderr, /deliberate defects on: no-server-info\n/);
+  const a = await connectRaw(line[1]);
+  a.ws.send('hi'); // no echo: --defect replaces the environment's list
+  a.ws.send('ping');
+  await until(() => a.texts().includes('pong'), 'the pong');
+  assert.deepEqual(a.texts(), ['pong'], 'no server_info, no echo');
+  a.ws.terminate();
+  child.kill('SIGTERM');
+  assert.equal(await exited, 0);
+});
+
+test('README: the relay defect table lists RELAY_DEFECTS', async () => {
+  const { readFile } = await import('node:fs/promises');
+  const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8');
+  const section = readme.split('### Relay defects')[1]?.split(/\n#{2,3} /)[0] ?? '';
+  const names = [...section.matchAll(/^\| `([a-z-]+)` \|/gm)].map((m) => m[1]);
+  assert.deepEqual(names, Object.keys(RELAY_DEFECTS));
 });
 
 // The adapter's relay mode ----------------------------------------------------------------------
