@@ -77,6 +77,8 @@ let package = Package(
         .product(name: "Histogram", package: "hdrhistogram-swift"),
         .product(name: "Crypto", package: "swift-crypto"),
         .product(name: "DequeModule", package: "swift-collections"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
       ],
       swiftSettings: strict
     ),
@@ -95,7 +97,8 @@ let package = Package(
       swiftSettings: strict),
     .testTarget(name: "KenshoScenarioTests", dependencies: ["KenshoScenario"], swiftSettings: strict),
     .testTarget(
-      name: "KenshoHarnessTests", dependencies: ["KenshoHarness", "KenshoScenario", "KenshoReport", "KenshoVerdict"],
+      name: "KenshoHarnessTests",
+      dependencies: ["KenshoHarness", "KenshoScenario", "KenshoReport", "KenshoVerdict", "KenshoRelay"],
       swiftSettings: strict),
     .testTarget(name: "KenshoProtocolTests", dependencies: ["KenshoProtocol"], swiftSettings: strict),
     .testTarget(

@@ -57,7 +57,10 @@ struct KenshoBench: ParsableCommand {
       kensho-junit.xml, and hgrm/*.hgrm latency histograms.
       """,
     version: KenshoVersion.current,
-    subcommands: [Run.self, List.self, Validate.self, Schema.self, Matrix.self, Catalogue.self, Relay.self],
+    subcommands: [
+      Run.self, List.self, Validate.self, Schema.self, Matrix.self, Catalogue.self, Relay.self, RelayLoadCommand.self,
+      JudgeCommand.self,
+    ],
     defaultSubcommand: Run.self)
 
   /// Parses, runs, and maps usage errors to exit code 2 (ArgumentParser's own is 64).

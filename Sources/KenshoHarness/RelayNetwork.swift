@@ -1,7 +1,7 @@
 import Foundation
 import KenshoBus
 import KenshoProtocol
-import KenshoRelay
+public import KenshoRelay
 import KenshoScenario
 import KenshoVerdict
 import Synchronization
@@ -13,6 +13,7 @@ import Synchronization
 final class RelayNetwork: Sendable {
   let url: RelayURL
   let token: String?
+  let floodFrames: Int
   private let embedded: RelayServer?
   private let process: RelayProcess?
   private let transports = Mutex<[WebSocketTransport]>([])
@@ -26,7 +27,8 @@ final class RelayNetwork: Sendable {
   /// How long the relay and each connection may take to come up.
   static let startDeadline: Duration = .seconds(10)
 
-  private init(url: RelayURL, token: String?, embedded: RelayServer?, process: RelayProcess?) {
+  private init(url: RelayURL, token: String?, embedded: RelayServer?, process: RelayProcess?, floodFrames: Int) {
+    self.floodFrames = max(1, floodFrames)
     self.url = url
     self.token = token
     self.embedded = embedded
@@ -38,7 +40,7 @@ final class RelayNetwork: Sendable {
     let token = options.relayToken ?? scenario.network.token
     if let text = options.relayURL {
       do {
-        return RelayNetwork(url: try RelayURL(text), token: token, embedded: nil, process: nil)
+        return RelayNetwork(url: try RelayURL(text), token: token, embedded: nil, process: nil, floodFrames: options.relayProbeFloodFrames)
       } catch {
         throw AdapterFailure(description: "\(error)")
       }
@@ -46,7 +48,7 @@ final class RelayNetwork: Sendable {
     if let command = options.relayCommand {
       let process = try RelayProcess(command: command, token: token, deadline: startDeadline)
       do {
-        return RelayNetwork(url: try RelayURL(process.url), token: token, embedded: nil, process: process)
+        return RelayNetwork(url: try RelayURL(process.url), token: token, embedded: nil, process: process, floodFrames: options.relayProbeFloodFrames)
       } catch {
         process.stop()
         throw AdapterFailure(description: "--relay-cmd printed an unusable address: \(error)")
@@ -58,7 +60,7 @@ final class RelayNetwork: Sendable {
     switch started {
     case .success(let server):
       do {
-        return RelayNetwork(url: try RelayURL(server.url), token: token, embedded: server, process: nil)
+        return RelayNetwork(url: try RelayURL(server.url), token: token, embedded: server, process: nil, floodFrames: options.relayProbeFloodFrames)
       } catch {
         throw AdapterFailure(description: "the embedded relay's address: \(error)")
       }
@@ -101,7 +103,9 @@ final class RelayNetwork: Sendable {
 
   /// Drives the relay through KSP-11's situations with connections of the harness's own.
   func probe() -> RelayJournal {
-    let probe = RelayProbe(url: url, token: token)
+    var configured = RelayProbe(url: url, token: token)
+    configured.floodFrames = floodFrames
+    let probe = configured
     switch blockingResult({ await probe.run() }) {
     case .success(let journal): return journal
     case .failure(let error):
@@ -259,4 +263,22 @@ func blockingResult<T: Sendable>(_ work: @escaping @Sendable () async throws -> 
   }
   done.wait()
   return result.withLock { $0 } ?? .failure(CancellationError())
+}
+
+/// A relay for a measurement: the one at `url`, the one `command` starts, or an embedded one.
+public enum RelayTarget {
+  public static func with<T: Sendable>(
+    url: String?, command: String?, token: String?, _ body: @Sendable (RelayURL) async -> T
+  ) async throws -> T {
+    if let url { return await body(try RelayURL(url)) }
+    if let command {
+      let process = try RelayProcess(command: command, token: token, deadline: RelayNetwork.startDeadline)
+      defer { process.stop() }
+      return await body(try RelayURL(process.url))
+    }
+    let server = try await RelayServer.start(configuration: RelayConfiguration(token: token))
+    let result = await body(try RelayURL(server.url))
+    await server.close()
+    return result
+  }
 }

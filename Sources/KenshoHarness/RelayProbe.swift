@@ -15,7 +15,7 @@ struct RelayProbe {
   var textFrames = 100
   var binaryFrames = 10
   /// The flood past the stalled receiver: far beyond any socket buffer.
-  var floodFrames = 512
+  var floodFrames = 256
   var floodFrameBytes = 64 << 10
   var quiet: Duration = .seconds(10)
 
@@ -143,7 +143,8 @@ struct RelayProbe {
     let stalled: RelayClient
     do {
       stalled = try await RelayClient.connect(
-        to: url, token: token, label: stalledPeer.name, deadline: .seconds(10), handler: stalledPeer.handle)
+        to: url, token: token, label: stalledPeer.name, deadline: .seconds(10), receiveBufferBytes: 32 << 10,
+        handler: stalledPeer.handle)
     } catch {
       journal.problems.append("the stalled probe connection failed: \(error)")
       return nil
@@ -154,7 +155,7 @@ struct RelayProbe {
     for (peer, _) in peers { peer.countOnly.store(true, ordering: .relaxed) }
     stalledPeer.countOnly.store(true, ordering: .relaxed)
     let frame = ByteBuffer(repeating: 0x6B, count: floodFrameBytes)
-    let batch = 8
+    let batch = 16
     // One batch while the fourth connection still reads: the lag before the stall.
     func deliver(_ n: Int) async -> Int64? {
       let target = reader.0.count + n

@@ -37,6 +37,9 @@ public struct RunOptions: Sendable {
   public var relayCommand: String?
   /// The token for `relayURL`, instead of the scenario's.
   public var relayToken: String?
+  /// Frames of 64 KiB the relay probe floods past its stalled receiver (KSP-11.6); fewer make a
+  /// faster probe for tests that do not judge that rule.
+  @_spi(Testing) public var relayProbeFloodFrames = 256
   /// Receives what adapter processes write to stderr.
   public var adapterLog: (@Sendable (String) -> Void)?
 

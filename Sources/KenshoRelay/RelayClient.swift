@@ -75,7 +75,7 @@ public final class RelayClient: Sendable {
   public static func connect(
     to url: RelayURL, token: String? = nil, label: String? = nil, maxFrameBytes: Int = 16 << 20,
     deadline: Duration = .seconds(10), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-    handler: @escaping @Sendable (RelayEvent) -> Void
+    receiveBufferBytes: Int? = nil, handler: @escaping @Sendable (RelayEvent) -> Void
   ) async throws(RelayError) -> RelayClient {
     var query: [String] = []
     if let label { query.append("worker=\(escape(label))") }
@@ -89,9 +89,14 @@ public final class RelayClient: Sendable {
     let loop = group.next()
     let upgraded = loop.makePromise(of: (any Channel).self)
     let sniffer = StatusSniffer()
-    let connecting = ClientBootstrap(group: loop)
+    var bootstrap = ClientBootstrap(group: loop)
       .connectTimeout(timeout)
       .channelOption(.socketOption(.tcp_nodelay), value: 1)
+    if let bytes = receiveBufferBytes {
+      // A small receive buffer makes a stalled reader's backlog show at the relay sooner.
+      bootstrap = bootstrap.channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(clamping: bytes))
+    }
+    let connecting = bootstrap
       .channelInitializer { channel in
         let upgrader = NIOWebSocketClientUpgrader(
           maxFrameSize: maxFrame,

@@ -13,6 +13,8 @@ public struct RelayConfiguration: Sendable, Hashable {
   public var maxBufferedBytes: Int = 8 << 20
   /// The name announced in `server_info` (KSP-11.4).
   public var name: String = "kensho-swift-relay"
+  /// The kernel's send buffer per connection (SO_SNDBUF), when set; the system tunes it otherwise.
+  public var sendBufferBytes: Int?
 
   public init(token: String? = nil, maxFrameBytes: Int = 1 << 20, maxBufferedBytes: Int = 8 << 20) {
     self.token = token
@@ -68,11 +70,15 @@ public final class RelayServer: Sendable {
     let watermark = ChannelOptions.Types.WriteBufferWaterMark(
       low: configuration.maxBufferedBytes / 2, high: configuration.maxBufferedBytes)
     do {
-      let channel = try await ServerBootstrap(group: loop)
+      var bootstrap = ServerBootstrap(group: loop)
         .serverChannelOption(.backlog, value: 1024)
         .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
         .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
         .childChannelOption(.writeBufferWaterMark, value: watermark)
+      if let bytes = configuration.sendBufferBytes {
+        bootstrap = bootstrap.childChannelOption(.socketOption(.so_sndbuf), value: SocketOptionValue(clamping: bytes))
+      }
+      let channel = try await bootstrap
         .childChannelInitializer { channel in hub.configure(channel) }
         .bind(host: host, port: port).get()
       let bound = channel.localAddress?.port ?? port

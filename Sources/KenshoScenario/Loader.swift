@@ -464,3 +464,8 @@ extension [String: JSONValue] {
   /// The items of an array member with their indexes (items with a problem are `null`).
   fileprivate func items(_ key: String) -> EnumeratedSequence<[JSONValue]> { (array(key) ?? []).enumerated() }
 }
+
+extension Expectation.Kind {
+  /// The check called `name` in scenario files, with its members at their defaults.
+  public static func named(_ name: String) -> Expectation.Kind? { Reader.check(name, [:]) }
+}

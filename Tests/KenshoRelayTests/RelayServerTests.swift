@@ -139,18 +139,24 @@ struct RelayServerTests {
 
   @Test("KSP-11.6: a stalled receiver does not hold up the others; what it cannot take is dropped and counted")
   func stalledReceiver() async throws {
-    let relay = try await RelayServer.start(configuration: .init(maxBufferedBytes: 256 << 10))
+    var configuration = RelayConfiguration(maxBufferedBytes: 256 << 10)
+    configuration.sendBufferBytes = 64 << 10
+    let relay = try await RelayServer.start(configuration: configuration)
     let (a, _) = try await connect(relay)
-    let (stalled, stalledInbox) = try await connect(relay)
+    let stalledInbox = Inbox()
+    let stalled = try await RelayClient.connect(
+      to: try RelayURL(relay.url), receiveBufferBytes: 32 << 10, handler: stalledInbox.handle)
+    try await stalledInbox.wait("server_info") { !$0.frames.isEmpty }
     let (_, inbox) = try await connect(relay)
     stalled.reading(false)
     try await Task.sleep(for: .milliseconds(20))
     let frame = ByteBuffer(repeating: 0x61, count: 64 << 10)
-    let count = 320  // 20 MiB: far beyond the relay's bound and any socket buffer
+    let count = 64  // 4 MiB: beyond the relay's 256 KiB, its 64 KiB socket buffer and the reader's 32 KiB
     // Paced by the reading receiver, which must lose nothing; the stalled one falls behind.
-    for batch in 1...(count / 8) {
-      a.send(batch: Array(repeating: frame, count: 8), text: false)
-      try await inbox.wait("batch \(batch) at the reading receiver") { $0.messageCount == batch * 8 }
+    // Batches of 128 KiB: within the reading receiver's 256 KiB queue.
+    for batch in 1...(count / 2) {
+      a.send(batch: Array(repeating: frame, count: 2), text: false)
+      try await inbox.wait("batch \(batch) at the reading receiver") { $0.messageCount == batch * 2 }
     }
     let stats = await relay.stats()
     #expect(stats.dropped > 0, "nothing was dropped for the stalled receiver: the relay buffered 40 MiB")

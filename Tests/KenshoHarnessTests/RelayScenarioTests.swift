@@ -1,0 +1,89 @@
+import Foundation
+@_spi(Testing) import KenshoHarness
+import KenshoRelay
+import KenshoScenario
+import KenshoVerdict
+import Testing
+
+/// Relay scenarios end to end: the reference buses over a relay, and the KSP-11 probe against
+/// relays that keep every rule and relays that break one each on purpose.
+@Suite("Relay scenarios (PROTOCOL.md §11)", .serialized)
+struct RelayScenarioTests {
+  static let relayCommand = "node " + packageRoot.appendingPathComponent("Adapters/node/relay.mjs").path
+  static let hasWs = FileManager.default.fileExists(atPath: "/usr/share/nodejs/ws/package.json")
+
+  /// relay-streams with a light workload: the probe is what these tests are about.
+  static func scenario() throws -> Scenario {
+    var s = try ScenarioLoader.load(file: packageRoot.appendingPathComponent("Scenarios/relay-streams.json").path)
+    s.workload[0].streams = 4
+    s.expect.removeAll { if case .metric = $0.kind { true } else { false } }
+    return s
+  }
+
+  /// Runs the light relay-streams; `flood` frames of 64 KiB past the stalled receiver.
+  static func run(relayCommand: String?, flood: Int = 256) throws -> ScenarioResult {
+    var options = RunOptions()
+    options.relayCommand = relayCommand
+    options.relayProbeFloodFrames = flood
+    return ScenarioRunner(wallDeadline: .seconds(120), options: options).run(try scenario())
+  }
+
+  @Test("the JavaScript relay passes every check, the bus's and KSP-11's", .enabled(if: hasNode && hasWs, "needs node-ws"))
+  func javascriptRelayPasses() throws {
+    let result = try Self.run(relayCommand: Self.relayCommand)
+    #expect(result.verdict == .pass, "\(result.checks.filter { $0.verdict != .pass })")
+    #expect(result.checks.filter { $0.rule.hasPrefix("KSP-11") }.count == 6)
+  }
+
+  @Test(
+    "each deliberate defect of the JavaScript relay is caught by the check of the rule it breaks",
+    .enabled(if: hasNode && hasWs, "needs node-ws"),
+    arguments: [
+      ("echo", "relay_fanout", Verdict.fail), ("binary-as-text", "relay_fanout", .fail),
+      ("drop-some", "relay_fanout", .fail), ("reorder", "relay_order", .fail), ("forward-ping", "relay_ping", .fail),
+      ("pong-to-all", "relay_ping", .fail), ("no-server-info", "relay_server_info", .nonStrict),
+      ("no-auth", "relay_auth", .fail), ("unbounded", "relay_slow_receiver", .nonStrict),
+    ])
+  func defectCaught(defect: String, check: String, verdict: Verdict) throws {
+    // Only the stall test needs a flood beyond the relay's bound; the others a token one.
+    let result = try Self.run(relayCommand: Self.relayCommand + " --defect " + defect, flood: defect == "unbounded" ? 256 : 8)
+    let graded = result.checks.first { $0.name == check }
+    #expect(graded?.verdict == verdict, "\(defect): \(check) was \(String(describing: graded))")
+    #expect(graded?.counterexample != nil, "\(defect): no counterexample")
+    // The bus's own checks still pass: the defect is the relay's, and the verdict says so.
+    let busFailures = result.checks.filter { !$0.rule.hasPrefix("KSP-11") && $0.verdict == .fail }
+    if defect != "echo" && defect != "drop-some" && defect != "reorder" && defect != "binary-as-text" {
+      #expect(busFailures.isEmpty, "\(defect): \(busFailures)")
+    }
+  }
+
+  @Test("a relay command that never says where it listens is an error naming it, within its deadline")
+  func silentRelayCommand() throws {
+    let started = ContinuousClock.now
+    let result = try Self.run(relayCommand: "sleep 60")
+    #expect(result.verdict == .error)
+    #expect(result.error?.contains("listening ws://HOST:PORT/") == true, "\(result.error ?? "")")
+    #expect(ContinuousClock.now - started < .seconds(30))
+  }
+
+  @Test("a relay URL nothing answers at is an error naming it")
+  func unreachableRelay() throws {
+    var options = RunOptions()
+    options.relayURL = "ws://127.0.0.1:9/"
+    let result = ScenarioRunner(wallDeadline: .seconds(60), options: options).run(try Self.scenario())
+    #expect(result.verdict == .error)
+    #expect(result.error?.contains("ws://127.0.0.1:9/") == true, "\(result.error ?? "")")
+  }
+
+  @Test("a wrong token is an error that says the relay refused it (HTTP 401)")
+  func wrongToken() async throws {
+    let relay = try await RelayServer.start(configuration: RelayConfiguration(token: "right"))
+    var options = RunOptions()
+    options.relayURL = relay.url
+    options.relayToken = "wrong"
+    let result = ScenarioRunner(wallDeadline: .seconds(60), options: options).run(try Self.scenario())
+    await relay.close()
+    #expect(result.verdict == .error)
+    #expect(result.error?.contains("HTTP 401") == true, "\(result.error ?? "")")
+  }
+}
