@@ -227,7 +227,7 @@ final class RelayHub: @unchecked Sendable {
       peer.dropped += 1
       return
     }
-    peer.context.writeAndFlush(NIOAny(frame), promise: nil)
+    peer.context.write(NIOAny(frame), promise: nil)
     stats.framesOut += 1
     if !peer.pendingFlush {
       peer.pendingFlush = true
