@@ -250,12 +250,13 @@ final class LineReader: Sendable {
   }
 }
 
-/// Runs `work` on the concurrency pool and waits for it on this thread (a harness thread, not
-/// one of the pool's).
+/// Runs `work` and waits for it on this thread. The work runs on a thread of its own, never
+/// on the cooperative pool: the harness blocks its callers' threads (a test's, which is a pool
+/// thread), and a pool with every thread waiting would never run it.
 func blockingResult<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) -> Result<T, any Error> {
   let result = Mutex<Result<T, any Error>?>(nil)
   let done = DispatchSemaphore(value: 0)
-  Task.detached {
+  Task(executorPreference: HarnessExecutor.shared) {
     let r: Result<T, any Error>
     do { r = .success(try await work()) } catch { r = .failure(error) }
     result.withLock { $0 = r }
@@ -263,6 +264,19 @@ func blockingResult<T: Sendable>(_ work: @escaping @Sendable () async throws -> 
   }
   done.wait()
   return result.withLock { $0 } ?? .failure(CancellationError())
+}
+
+/// A task executor on Dispatch threads outside the cooperative pool, for the harness's async
+/// work (relay connections, the probe) that blocked callers wait for.
+final class HarnessExecutor: TaskExecutor {
+  static let shared = HarnessExecutor()
+  private let queue = DispatchQueue(label: "kensho.harness.async", attributes: .concurrent)
+
+  func enqueue(_ job: consuming ExecutorJob) {
+    let job = UnownedJob(job)
+    let executor = asUnownedTaskExecutor()
+    queue.async { job.runSynchronously(on: executor) }
+  }
 }
 
 /// A relay for a measurement: the one at `url`, the one `command` starts, or an embedded one.

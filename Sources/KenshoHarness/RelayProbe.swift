@@ -39,7 +39,10 @@ struct RelayProbe {
         let light = countOnly.load(ordering: .relaxed)
         state.withLock { s in
           s.count += 1
-          if !light { s.received.append(.init(text: text, body: Array(bytes.readableBytesView), t: t)) }
+          // A relay that floods the probe cannot make it hold more than 20 000 frames.
+          if !light && s.received.count < 20_000 && bytes.readableBytes <= 1 << 16 {
+            s.received.append(.init(text: text, body: Array(bytes.readableBytesView), t: t))
+          }
         }
       case .closed(let code): state.withLock { $0.closed = code ?? 1006 }
       }
@@ -179,10 +182,13 @@ struct RelayProbe {
       lagDuring = max(lagDuring, lag)
     }
     stalled.reading(true)
-    // What arrives once it reads again: wait until nothing more comes for a second.
+    // What arrives once it reads again: until nothing more comes for a second (30 s at most,
+    // against a relay that keeps sending it something).
     var last = -1
-    while stalledPeer.count != last {
+    var rounds = 0
+    while stalledPeer.count != last && rounds < 30 {
       last = stalledPeer.count
+      rounds += 1
       try? await Task.sleep(for: .seconds(1))
     }
     return RelayJournal.Stall(

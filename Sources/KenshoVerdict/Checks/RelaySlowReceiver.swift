@@ -32,7 +32,8 @@ public struct RelaySlowReceiver: Check {
         observed: "the relay held all \(String(format: "%.0f", mib)) MiB for the stalled receiver",
         RelayProbeNeeded.counterexample(
           "\(s.stalled) read nothing while \(s.frames) frames (\(String(format: "%.0f", mib)) MiB) went by, then "
-            + "received every one of them: the relay buffered without bound"))
+            + "received every one of them: the relay kept them all for it (no bound at or below "
+            + "\(String(format: "%.0f", mib)) MiB)"))
     }
     let fate = s.closed ? "its connection was closed" : "\(s.frames - s.receivedAfterResume) frames dropped for it"
     return .pass(observed: "readers unaffected over \(String(format: "%.0f", mib)) MiB; \(fate)")
