@@ -1,9 +1,9 @@
 import ArgumentParser
 import Foundation
 @_spi(Testing) import KenshoHarness
-import KenshoRelay
 import KenshoMemory
 import KenshoProtocol
+import KenshoRelay
 import KenshoReport
 import KenshoScenario
 import KenshoVerdict
@@ -243,7 +243,8 @@ extension KenshoBench {
     var relayUrl: String?
 
     @Option(
-      help: "Run relay scenarios over the relay this command starts (its port in KENSHO_RELAY_PORT, the token in KENSHO_RELAY_TOKEN; it prints `listening ws://HOST:PORT/`); stopped afterwards."
+      help:
+        "Run relay scenarios over the relay this command starts (its port in KENSHO_RELAY_PORT, the token in KENSHO_RELAY_TOKEN; it prints `listening ws://HOST:PORT/`); stopped afterwards."
     )
     var relayCmd: String?
 

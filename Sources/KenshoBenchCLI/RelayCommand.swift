@@ -1,8 +1,8 @@
 import ArgumentParser
 import Foundation
+import KenshoHarness
 import KenshoRelay
 import KenshoReport
-import KenshoHarness
 import Synchronization
 
 extension KenshoBench {
@@ -81,7 +81,7 @@ extension KenshoBench {
         }
       }
       let policy = recorder
-      let started = blocking {
+      let started = blockingResult {
         try await RelayServer.start(host: host, port: port, configuration: settings, policy: policy)
       }
       let relay: RelayServer
@@ -98,7 +98,7 @@ extension KenshoBench {
       // A recording is flushed every second, so that a relay killed outright loses little.
       while stop.wait(timeout: .now() + 1) == .timedOut { recorder?.flush() }
       _ = interruption
-      let stats = blocking { () async -> RelayStats in
+      let stats = blockingResult { () async -> RelayStats in
         let stats = await relay.stats()
         await relay.close()
         return stats
@@ -109,24 +109,11 @@ extension KenshoBench {
       if let recorder {
         recorder.close()
         let (frames, invalid) = recorder.counts
-        printError("recorded \(frames) frames in \(record ?? ""), \(invalid) of them not a valid KenshoMessage (KSP-1.1)")
+        printError(
+          "recorded \(frames) frames in \(record ?? ""), \(invalid) of them not a valid KenshoMessage (KSP-1.1)")
       }
     }
   }
-}
-
-/// Runs `work` on the concurrency pool and waits for it on this (non-pool) thread.
-func blocking<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) -> Result<T, any Error> {
-  let result = Mutex<Result<T, any Error>?>(nil)
-  let done = DispatchSemaphore(value: 0)
-  Task {
-    let r: Result<T, any Error>
-    do { r = .success(try await work()) } catch { r = .failure(error) }
-    result.withLock { $0 = r }
-    done.signal()
-  }
-  done.wait()
-  return result.withLock { $0 } ?? .failure(CancellationError())
 }
 
 extension KenshoBench {
@@ -200,7 +187,7 @@ extension KenshoBench {
       let settings = load
       for target in targets {
         printError("relay-load: \(target.name)")
-        let outcome = blocking { () async throws -> RelayLoadResult in
+        let outcome = blockingResult { () async throws -> RelayLoadResult in
           try await RelayTarget.with(url: target.url, command: target.command, token: settings.token) { url in
             await settings.run(url: url, name: target.name)
           }
@@ -246,10 +233,13 @@ extension KenshoBench {
       }
       let result = RelayRecording.judge(frames, name: "recording \((directory as NSString).lastPathComponent)")
       for c in result.checks where c.verdict != .untested {
-        print("\(c.verdict.label.padding(toLength: 10, withPad: " ", startingAt: 0)) \(c.rule) \(c.name): \(c.observed)")
+        print(
+          "\(c.verdict.label.padding(toLength: 10, withPad: " ", startingAt: 0)) \(c.rule) \(c.name): \(c.observed)")
         if let ce = c.counterexample { print("           \(ce.text)") }
       }
-      print("\(result.checks.filter { $0.verdict == .untested }.count) checks untested: they need the harness to drive the buses")
+      print(
+        "\(result.checks.filter { $0.verdict == .untested }.count) checks untested: they need the harness to drive the buses"
+      )
       let report = RunReport(
         results: [result],
         metadata: RunReport.Metadata(

@@ -40,7 +40,9 @@ final class RelayNetwork: Sendable {
     let token = options.relayToken ?? scenario.network.token
     if let text = options.relayURL {
       do {
-        return RelayNetwork(url: try RelayURL(text), token: token, embedded: nil, process: nil, floodFrames: options.relayProbeFloodFrames)
+        return RelayNetwork(
+          url: try RelayURL(text), token: token, embedded: nil, process: nil, floodFrames: options.relayProbeFloodFrames
+        )
       } catch {
         throw AdapterFailure(description: "\(error)")
       }
@@ -48,7 +50,9 @@ final class RelayNetwork: Sendable {
     if let command = options.relayCommand {
       let process = try RelayProcess(command: command, token: token, deadline: startDeadline)
       do {
-        return RelayNetwork(url: try RelayURL(process.url), token: token, embedded: nil, process: process, floodFrames: options.relayProbeFloodFrames)
+        return RelayNetwork(
+          url: try RelayURL(process.url), token: token, embedded: nil, process: process,
+          floodFrames: options.relayProbeFloodFrames)
       } catch {
         process.stop()
         throw AdapterFailure(description: "--relay-cmd printed an unusable address: \(error)")
@@ -60,7 +64,9 @@ final class RelayNetwork: Sendable {
     switch started {
     case .success(let server):
       do {
-        return RelayNetwork(url: try RelayURL(server.url), token: token, embedded: server, process: nil, floodFrames: options.relayProbeFloodFrames)
+        return RelayNetwork(
+          url: try RelayURL(server.url), token: token, embedded: server, process: nil,
+          floodFrames: options.relayProbeFloodFrames)
       } catch {
         throw AdapterFailure(description: "the embedded relay's address: \(error)")
       }
@@ -253,7 +259,7 @@ final class LineReader: Sendable {
 /// Runs `work` and waits for it on this thread. The work runs on a thread of its own, never
 /// on the cooperative pool: the harness blocks its callers' threads (a test's, which is a pool
 /// thread), and a pool with every thread waiting would never run it.
-func blockingResult<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) -> Result<T, any Error> {
+public func blockingResult<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) -> Result<T, any Error> {
   let result = Mutex<Result<T, any Error>?>(nil)
   let done = DispatchSemaphore(value: 0)
   Task(executorPreference: HarnessExecutor.shared) {

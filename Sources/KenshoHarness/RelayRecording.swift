@@ -131,7 +131,8 @@ public enum RelayRecording {
         throw Problem(description: "\(path):\(number): $.t: expected nanoseconds (a number from 0 to 10^18)")
       }
       guard let from = o["from"]?.stringValue, from.utf8.count <= 256 else {
-        throw Problem(description: "\(path):\(number): $.from: expected the sender's label (a string of 256 bytes at most)")
+        throw Problem(
+          description: "\(path):\(number): $.from: expected the sender's label (a string of 256 bytes at most)")
       }
       if let text = o["text"]?.stringValue {
         frames.append(Frame(t: Int64(t), from: from, text: true, body: Array(text.utf8)))

@@ -96,7 +96,8 @@ public final class RelayClient: Sendable {
       // A small receive buffer makes a stalled reader's backlog show at the relay sooner.
       bootstrap = bootstrap.channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(clamping: bytes))
     }
-    let connecting = bootstrap
+    let connecting =
+      bootstrap
       .channelInitializer { channel in
         let upgrader = NIOWebSocketClientUpgrader(
           maxFrameSize: maxFrame,

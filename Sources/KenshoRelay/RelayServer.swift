@@ -78,7 +78,8 @@ public final class RelayServer: Sendable {
       if let bytes = configuration.sendBufferBytes {
         bootstrap = bootstrap.childChannelOption(.socketOption(.so_sndbuf), value: SocketOptionValue(clamping: bytes))
       }
-      let channel = try await bootstrap
+      let channel =
+        try await bootstrap
         .childChannelInitializer { channel in hub.configure(channel) }
         .bind(host: host, port: port).get()
       let bound = channel.localAddress?.port ?? port
@@ -349,11 +350,12 @@ final class RelayConnectionHandler: ChannelInboundHandler {
     if let peer { hub.remove(peer) }
     peer = nil
     var code = data
-    let reply = code.readWebSocketErrorCode().map { code -> ByteBuffer in
-      var b = ByteBuffer()
-      b.write(webSocketErrorCode: code)
-      return b
-    } ?? ByteBuffer()
+    let reply =
+      code.readWebSocketErrorCode().map { code -> ByteBuffer in
+        var b = ByteBuffer()
+        b.write(webSocketErrorCode: code)
+        return b
+      } ?? ByteBuffer()
     let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: reply)
     context.writeAndFlush(wrapOutboundOut(frame)).assumeIsolated().whenComplete { _ in
       context.close(promise: nil)

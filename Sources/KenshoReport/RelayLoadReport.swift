@@ -23,9 +23,15 @@ public enum RelayLoadReport {
     var lines = ["relay" + counts.map { " | \($0) clients" }.joined()]
     for r in results {
       lines.append(
-        r.relay + counts.map { c in " | " + (r.capacity[c].map { Units.count(Int($0)) + " frames/s" } ?? "—") }.joined())
+        r.relay + counts.map { c in " | " + shown(r.capacity[c]) }.joined())
     }
     return lines.joined(separator: "\n")
+  }
+
+  /// A capacity as shown: frames/s, or that no step stayed within the bound.
+  static func shown(_ capacity: Double?) -> String {
+    guard let capacity else { return "—" }
+    return capacity > 0 ? Units.count(Int(capacity)) + " frames/s" : "none within the bound"
   }
 
   static let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
@@ -43,7 +49,7 @@ public enum RelayLoadReport {
             + counts.map { c in
               .el(
                 "td", [("title", r.stoppedBecause[c] ?? "")],
-                text: r.capacity[c].map { Units.count(Int($0)) + " frames/s" } ?? "—")
+                text: shown(r.capacity[c]))
             }))
     }
     var charts: [Markup] = []
@@ -104,8 +110,13 @@ public enum RelayLoadReport {
       + Markup.el(
         "html", [("lang", "en")],
         [
-          .el("head", [], [.el("meta", [("charset", "utf-8")]), .el("title", [], text: "kensho-bench relay load"),
-            .el("style", [], text: style)]),
+          .el(
+            "head", [],
+            [
+              .el("meta", [("charset", "utf-8")]), .el("title", [], text: "kensho-bench relay load"),
+              // The main report's stylesheet draws the charts; this page adds its tables.
+              .el("style", [], [.constant(HTMLReport.css)]), .el("style", [], text: style),
+            ]),
           body,
         ]
       ).render()

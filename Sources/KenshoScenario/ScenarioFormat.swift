@@ -413,22 +413,34 @@ public enum ScenarioFormat {
       doc: "KSP-9.3: memory during the run stays within maxBytes above the baseline."),
     Check(
       name: "relay_fanout", fields: [],
-      doc: "KSP-11.1: each frame reaches every other open connection unchanged and of its kind, never its sender. Read from the harness's probe of the relay; untested without network kind relay."),
+      doc:
+        "KSP-11.1: each frame reaches every other open connection unchanged and of its kind, never its sender. Read from the harness's probe of the relay; untested without network kind relay."
+    ),
     Check(
       name: "relay_order", fields: [],
-      doc: "KSP-11.2: frames from one sender reach each receiver in the order sent. Read from the harness's probe of the relay; untested without network kind relay."),
+      doc:
+        "KSP-11.2: frames from one sender reach each receiver in the order sent. Read from the harness's probe of the relay; untested without network kind relay."
+    ),
     Check(
       name: "relay_ping", fields: [],
-      doc: "KSP-11.3: a text ping is answered pong to its sender only and not forwarded. Read from the harness's probe of the relay; untested without network kind relay."),
+      doc:
+        "KSP-11.3: a text ping is answered pong to its sender only and not forwarded. Read from the harness's probe of the relay; untested without network kind relay."
+    ),
     Check(
       name: "relay_server_info", fields: [],
-      doc: "KSP-11.4: the relay's first frame on each connection is one server_info. Read from the harness's probe of the relay; untested without network kind relay."),
+      doc:
+        "KSP-11.4: the relay's first frame on each connection is one server_info. Read from the harness's probe of the relay; untested without network kind relay."
+    ),
     Check(
       name: "relay_auth", fields: [],
-      doc: "KSP-11.5: without a valid token the upgrade gets 401; no frame of an unadmitted client is forwarded. Read from the harness's probe of the relay; untested without network kind relay."),
+      doc:
+        "KSP-11.5: without a valid token the upgrade gets 401; no frame of an unadmitted client is forwarded. Read from the harness's probe of the relay; untested without network kind relay."
+    ),
     Check(
       name: "relay_slow_receiver", fields: [],
-      doc: "KSP-11.6: a stalled receiver delays no one; what it cannot take is dropped or it is closed, never buffered without bound. Read from the harness's probe of the relay; untested without network kind relay."),
+      doc:
+        "KSP-11.6: a stalled receiver delays no one; what it cannot take is dropped or it is closed, never buffered without bound. Read from the harness's probe of the relay; untested without network kind relay."
+    ),
   ]
 
   /// The names of every check, as scenario files write them.

@@ -20,7 +20,8 @@ struct RelayRecordingTests {
     let dir = Self.folder()
     let recorder = try RelayRecording.Recorder(directory: dir)
     let relay = try await RelayServer.start(configuration: RelayConfiguration(token: "t"), policy: recorder)
-    var scenario = try ScenarioLoader.load(file: packageRoot.appendingPathComponent("Scenarios/relay-streams.json").path)
+    var scenario = try ScenarioLoader.load(
+      file: packageRoot.appendingPathComponent("Scenarios/relay-streams.json").path)
     scenario.workload[0].streams = 4
     scenario.network.probe = false  // a live deployment has no probe: only bus traffic
     scenario.expect.removeAll { if case .metric = $0.kind { true } else { false } }

@@ -28,7 +28,8 @@ struct RelayScenarioTests {
     return ScenarioRunner(wallDeadline: .seconds(120), options: options).run(try scenario())
   }
 
-  @Test("the JavaScript relay passes every check, the bus's and KSP-11's", .enabled(if: hasNode && hasWs, "needs node-ws"))
+  @Test(
+    "the JavaScript relay passes every check, the bus's and KSP-11's", .enabled(if: hasNode && hasWs, "needs node-ws"))
   func javascriptRelayPasses() throws {
     let result = try Self.run(relayCommand: Self.relayCommand)
     #expect(result.verdict == .pass, "\(result.checks.filter { $0.verdict != .pass })")
@@ -46,7 +47,8 @@ struct RelayScenarioTests {
     ])
   func defectCaught(defect: String, check: String, verdict: Verdict) throws {
     // Only the stall test needs a flood beyond the relay's bound; the others a token one.
-    let result = try Self.run(relayCommand: Self.relayCommand + " --defect " + defect, flood: defect == "unbounded" ? 256 : 8)
+    let result = try Self.run(
+      relayCommand: Self.relayCommand + " --defect " + defect, flood: defect == "unbounded" ? 256 : 8)
     let graded = result.checks.first { $0.name == check }
     #expect(graded?.verdict == verdict, "\(defect): \(check) was \(String(describing: graded))")
     #expect(graded?.counterexample != nil, "\(defect): no counterexample")

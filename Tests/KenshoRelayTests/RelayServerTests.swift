@@ -36,7 +36,8 @@ final class Inbox: Sendable {
     let deadline = ContinuousClock.now + .seconds(30)
     while !condition(self) {
       guard ContinuousClock.now < deadline else {
-        Issue.record("timed out waiting for \(what); got \(frames.count) frames, closed \(String(describing: closedCode))")
+        Issue.record(
+          "timed out waiting for \(what); got \(frames.count) frames, closed \(String(describing: closedCode))")
         return
       }
       try await Task.sleep(for: .milliseconds(20))
@@ -88,7 +89,9 @@ struct RelayServerTests {
     for sender in ["a", "b"] {
       let got = bodies.filter { $0.hasPrefix(sender) }
       let firstWrong = got.indices.first { got[$0] != "\(sender)\($0)" }
-      #expect(got.count == 3_000 && firstWrong == nil, "from \(sender): \(got.count) frames, first out of order at \(String(describing: firstWrong)); \(stats)")
+      #expect(
+        got.count == 3_000 && firstWrong == nil,
+        "from \(sender): \(got.count) frames, first out of order at \(String(describing: firstWrong)); \(stats)")
     }
     await relay.close()
   }

@@ -15,7 +15,8 @@ public struct RelayAuth: Check {
       if let leaked = c.received.first(where: { intruders.contains($0.body) }) {
         return .fail(
           observed: "a frame of an unadmitted client reached \(c.name)",
-          RelayProbeNeeded.counterexample("\(c.name) received \(leaked.shown) from a client without a valid token",
+          RelayProbeNeeded.counterexample(
+            "\(c.name) received \(leaked.shown) from a client without a valid token",
             at: leaked.t))
       }
     }
