@@ -18,9 +18,12 @@ struct CommandLineUXTests {
       let second = out.appendingPathComponent("second-\(repeats)")
       let scenarios = ["Scenarios/faults-reorder-jitter.json", "Scenarios/faults-latency-exponential.json"]
       #expect(try kenshoBench(scenarios + ["--out", first.path, "--repeat", repeats]).code == 0)
+      // Wall-clock figures of two runs on a loaded 2-core machine (other suites run beside this
+      // one) can differ by more than the default 25 %: allow 300 % here. Deterministic figures
+      // are compared exactly whatever the allowance, which is what this test is about.
       let r = try kenshoBench(
         scenarios + [
-          "--out", second.path, "--repeat", repeats, "--baseline",
+          "--out", second.path, "--repeat", repeats, "--max-regression", "3", "--baseline",
           first.appendingPathComponent("kensho-report.json").path,
         ])
       #expect(r.code == 0, "--repeat \(repeats): \(r.stdout)")
