@@ -67,6 +67,7 @@ public struct ScenarioRunner: Sendable {
       }
     }
     current.value?.adapters?.killAll()
+    current.value?.relay?.close()  // a relay it started must not outlive the run
     let seed = self.seed ?? scenario.seed
     let text =
       "deadline exceeded: the run did not return within its wall-clock deadline of \(wallDeadline) plus \(Self.watchdogGrace) (a bus that never returns from a delivery); abandoned"
