@@ -15,6 +15,7 @@ let package = Package(
     .library(name: "KenshoBus", targets: ["KenshoBus"]),
     .library(name: "KenshoScenario", targets: ["KenshoScenario"]),
     .library(name: "KenshoVerdict", targets: ["KenshoVerdict"]),
+    .library(name: "KenshoAdapterProtocol", targets: ["KenshoAdapterProtocol"]),
     .library(name: "KenshoHarness", targets: ["KenshoHarness"]),
     .library(name: "KenshoRelay", targets: ["KenshoRelay"]),
     .executable(name: "kensho-bench", targets: ["KenshoBenchCLI"]),
@@ -71,9 +72,11 @@ let package = Package(
       swiftSettings: strict),
     .target(name: "KenshoVerdict", dependencies: ["KenshoProtocol", "KenshoScenario"], swiftSettings: strict),
     .target(
+      name: "KenshoAdapterProtocol", dependencies: ["KenshoProtocol", "KenshoScenario"], swiftSettings: strict),
+    .target(
       name: "KenshoHarness",
       dependencies: [
-        "KenshoBus", "KenshoScenario", "KenshoMemory", "KenshoVerdict", "KenshoRelay",
+        "KenshoBus", "KenshoScenario", "KenshoAdapterProtocol", "KenshoMemory", "KenshoVerdict", "KenshoRelay",
         .product(name: "Histogram", package: "hdrhistogram-swift"),
         .product(name: "Crypto", package: "swift-crypto"),
         .product(name: "DequeModule", package: "swift-collections"),
@@ -87,20 +90,26 @@ let package = Package(
     .executableTarget(
       name: "KenshoBenchCLI",
       dependencies: [
-        "KenshoReport", "KenshoHarness", "KenshoScenario", "KenshoVerdict", "KenshoRelay",
+        "KenshoReport", "KenshoHarness", "KenshoScenario", "KenshoVerdict", "KenshoRelay", "KenshoAdapterProtocol",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       swiftSettings: strict
     ),
     .executableTarget(
-      name: "KenshoReferenceAdapter", dependencies: ["KenshoBus", "KenshoProtocol", "KenshoMemory"],
+      name: "KenshoReferenceAdapter",
+      dependencies: ["KenshoBus", "KenshoProtocol", "KenshoMemory", "KenshoAdapterProtocol"],
       swiftSettings: strict),
     .testTarget(name: "KenshoScenarioTests", dependencies: ["KenshoScenario"], swiftSettings: strict),
     .testTarget(
       name: "KenshoHarnessTests",
-      dependencies: ["KenshoHarness", "KenshoScenario", "KenshoReport", "KenshoVerdict", "KenshoRelay"],
+      dependencies: [
+        "KenshoHarness", "KenshoScenario", "KenshoReport", "KenshoVerdict", "KenshoRelay", "KenshoAdapterProtocol",
+      ],
       swiftSettings: strict),
     .testTarget(name: "KenshoProtocolTests", dependencies: ["KenshoProtocol"], swiftSettings: strict),
+    .testTarget(
+      name: "KenshoAdapterProtocolTests", dependencies: ["KenshoAdapterProtocol", "KenshoProtocol", "KenshoScenario"],
+      swiftSettings: strict),
     .testTarget(
       name: "KenshoVerdictTests", dependencies: ["KenshoVerdict", "KenshoScenario", "KenshoProtocol"],
       swiftSettings: strict),

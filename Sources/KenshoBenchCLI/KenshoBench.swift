@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KenshoAdapterProtocol
 @_spi(Testing) import KenshoHarness
 import KenshoMemory
 import KenshoProtocol
@@ -733,11 +734,25 @@ extension KenshoBench {
 
   struct Schema: ParsableCommand {
     static let configuration = CommandConfiguration(
-      abstract: "Print the JSON Schema of the scenario format.",
-      discussion: "Written from the format's declaration. To refresh the committed copy: \(ScenarioSchema.regenerate)")
+      abstract: "Print the JSON Schema of the scenario format, or of the adapter protocol's lines.",
+      discussion: """
+        Written from the format's declaration. To refresh the committed copies:
+          \(ScenarioSchema.regenerate)
+          \(AdapterProtocolSchema.regenerate)
+        """)
+
+    enum Format: String, ExpressibleByArgument, CaseIterable {
+      case scenario, adapter
+    }
+
+    @Argument(help: "Which schema: scenario (kensho-scenario/1) or adapter (kensho-adapter/1, one line).")
+    var format: Format = .scenario
 
     func run() throws {
-      print(ScenarioSchema.text, terminator: "")
+      switch format {
+      case .scenario: print(ScenarioSchema.text, terminator: "")
+      case .adapter: print(AdapterProtocolSchema.text, terminator: "")
+      }
     }
   }
 }

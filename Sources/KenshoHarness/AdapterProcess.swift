@@ -1,6 +1,7 @@
 import DequeModule
 import Dispatch
 import Foundation
+import KenshoAdapterProtocol
 import KenshoProtocol
 import Synchronization
 
@@ -30,7 +31,7 @@ struct AdapterFailure: Error, CustomStringConvertible {
 /// behind; ``killAll()`` does the same for every group at once, from a signal handler's
 /// dispatch source.
 public final class AdapterProcess: Sendable {
-  static let protocolVersion = "kensho-adapter/1"
+  static let protocolVersion = AdapterProtocolFormat.version
   /// The longest line accepted from an implementation.
   static let maxLine = 64 << 20
 
@@ -72,6 +73,8 @@ public final class AdapterProcess: Sendable {
   private let channel: Channel
   private let stdinFD: Mutex<Int32>
   private let nextId = Atomic<Int>(0)
+  /// Lines read from stdout so far, to name a line in problems.
+  private let linesRead = Atomic<Int>(0)
   private let deadline: Duration
   private let limits: Limits
   private let log: (@Sendable (String) -> Void)?
@@ -129,34 +132,33 @@ public final class AdapterProcess: Sendable {
 
   // MARK: Operations
 
-  /// Sends one operation and returns the events it caused and its ack. `until` bounds this
+  /// Sends one operation and returns the events it caused and its ack, each line checked
+  /// against the protocol's declaration (``AdapterProtocolFormat``). `until` bounds this
   /// operation in addition to the per-operation deadline and ``overallDeadline``.
-  func perform(_ op: String, _ fields: [String: JSONValue] = [:], until: ContinuousClock.Instant? = nil)
-    throws(AdapterFailure) -> (events: [[String: JSONValue]], ack: [String: JSONValue])
+  func perform(_ operation: AdapterOperation, until: ContinuousClock.Instant? = nil)
+    throws(AdapterFailure) -> (events: [AdapterEvent], ack: AdapterAck)
   {
-    try operation.withLock { _ throws(AdapterFailure) in try performAlone(op, fields, until: until) }
+    try self.operation.withLock { _ throws(AdapterFailure) in try performAlone(operation, until: until) }
   }
 
   private enum Bound {
     case operation, overall, caller
   }
 
-  private func performAlone(_ op: String, _ fields: [String: JSONValue], until: ContinuousClock.Instant?)
-    throws(AdapterFailure) -> (events: [[String: JSONValue]], ack: [String: JSONValue])
+  private func performAlone(_ operation: AdapterOperation, until: ContinuousClock.Instant?)
+    throws(AdapterFailure) -> (events: [AdapterEvent], ack: AdapterAck)
   {
     if let failure = failure.withLock({ $0 }) { throw failure }
+    let op = operation.name
     let started = ContinuousClock.now
     var end = started.advanced(by: deadline)
     var bound = Bound.operation
     if let o = overallDeadline, o < end { (end, bound) = (o, .overall) }
     if let until, until < end { (end, bound) = (until, .caller) }
     let id = nextId.wrappingAdd(1, ordering: .relaxed).newValue
-    var object = fields
-    object["op"] = .string(op)
-    object["id"] = .int(Int64(id))
     let bytes: [UInt8]
     do {
-      bytes = try JSONText.serialize(.object(object)) + [0x0A]
+      bytes = try JSONText.serialize(operation.json(id: id)) + [0x0A]
     } catch {
       // The harness's own values: a non-finite number never comes from a scenario.
       throw AdapterFailure(description: "cannot encode \"\(op)\" for \(label): \(error)")
@@ -172,28 +174,29 @@ public final class AdapterProcess: Sendable {
       }
       throw fail("stopped reading its input (\"\(op)\": \(reason))")
     }
-    var events: [[String: JSONValue]] = []
+    var events: [AdapterEvent] = []
     var eventBytes = 0
     while true {
       switch channel.next(until: end) {
       case .line(let line):
         eventBytes += line.count
-        let event: [String: JSONValue]
-        switch Self.event(from: line) {
-        case .success(let e): event = e
+        let number = linesRead.wrappingAdd(1, ordering: .relaxed).newValue
+        let decoded: AdapterLine
+        switch Self.line(from: line, answering: op, source: "stdout line \(number)") {
+        case .success(let l): decoded = l
         case .failure(let problem): throw fail("\(problem) (in answer to \"\(op)\")")
         }
-        if event["event"]?.stringValue == "ack" {
-          if let problem = Self.problem(withAck: event, id: id, op: op) { throw fail(problem) }
-          if let error = event["error"], error != .null {
+        if case .ack(let ack) = decoded {
+          guard ack.id == id else { throw fail("acknowledged id \(ack.id), expected \(id) (\"\(op)\")") }
+          if let error = ack.error {
             let text = error.stringValue ?? Self.excerpt(Array((try? JSONText.serialize(error)) ?? []))
             // The process answered: it failed the operation but did not misbehave. It is not
             // killed; the run stops with the failure and shuts it down.
             throw AdapterFailure(description: "\(label) failed \(op): \(text)")
           }
-          return (events, event)
+          return (events, ack)
         }
-        events.append(event)
+        if case .event(let event) = decoded { events.append(event) }
         if events.count > limits.maxEventsPerOperation || eventBytes > limits.maxBytesPerOperation {
           throw fail(
             "flooded stdout: \(events.count) events (\(eventBytes >> 20) MiB) without acknowledging \"\(op)\" "
@@ -286,19 +289,11 @@ public final class AdapterProcess: Sendable {
 
   /// The handshake: protocol version, implementation and capabilities.
   func hello() throws(AdapterFailure) -> Hello {
-    let (_, ack) = try perform("hello", ["protocol": .string(Self.protocolVersion)])
-    guard let version = ack["protocol"]?.stringValue else {
-      throw fail("answered hello without \"protocol\"")
-    }
-    guard version == Self.protocolVersion else {
-      throw fail(
-        "speaks adapter protocol \"\(Self.excerpt(Array(version.utf8)))\"; this harness speaks \"\(Self.protocolVersion)\""
-      )
-    }
-    let impl = ack["implementation"]?.objectValue ?? [:]
+    let (_, ack) = try perform(.hello)
+    let impl = ack.results["implementation"]?.objectValue ?? [:]
     return Hello(
       name: impl["name"]?.stringValue ?? "unnamed", version: impl["version"]?.stringValue ?? "?",
-      capabilities: Set((ack["capabilities"]?.arrayValue ?? []).compactMap(\.stringValue)))
+      capabilities: Set((ack.results["capabilities"]?.arrayValue ?? []).compactMap(\.stringValue)))
   }
 
   /// Ends the process and everything in its process group at once (SIGKILL): a crash. Later
@@ -322,7 +317,7 @@ public final class AdapterProcess: Sendable {
     if !failedBefore && !group.isReaped {
       let ackBy = ContinuousClock.now.advanced(by: min(deadline, limits.shutdownAck))
       do {
-        _ = try perform("shutdown", until: ackBy)
+        _ = try perform(.shutdown, until: ackBy)
         stdinFD.withLock { fd in
           if fd >= 0 { close(fd) }
           fd = -1
@@ -475,25 +470,29 @@ extension AdapterProcess {
     var description: String
   }
 
-  /// The latest `nextTimerMs` an ack may carry: its nanoseconds fit an Int64 (about 285 years).
-  static let maxTimerMs = 9_000_000_000_000.0
-
-  /// What is wrong with an ack for operation `id` (`op`), or `nil`: its id, and its
-  /// `nextTimerMs` — `null`, absent, or a time in milliseconds from 0 to ``maxTimerMs``.
-  static func problem(withAck ack: [String: JSONValue], id: Int, op: String) -> String? {
-    guard ack["id"]?.intValue == Int64(id) else {
-      let got = ack["id"].flatMap { try? JSONText.serialize($0) }.map { excerpt($0) } ?? "nothing"
-      return "acknowledged id \(got), expected \(id) (\"\(op)\")"
+  /// One line of output checked against the protocol (``AdapterLine/decode(_:answering:source:)``),
+  /// an ack against the ack of `op`; or what is wrong with it, naming `source`, the JSON path,
+  /// what was expected and what was found. An ack of `hello` naming another protocol version
+  /// is refused for that first, whatever else it holds.
+  static func line(from bytes: [UInt8], answering op: String, source: String) -> Result<AdapterLine, LineProblem> {
+    let object: [String: JSONValue]
+    switch event(from: bytes) {
+    case .success(let o): object = o
+    case .failure(let problem): return .failure(problem)
     }
-    switch ack["nextTimerMs"] {
-    case nil, .null?: return nil
-    case let value?:
-      guard let ms = value.doubleValue, ms.isFinite, ms >= 0, ms <= maxTimerMs else {
-        let text = (try? JSONText.serialize(value)).map { excerpt($0) } ?? "\(value)"
-        return
-          "acknowledged \"\(op)\" with nextTimerMs \(text): not a time in milliseconds from 0 to \(Int64(maxTimerMs))"
-      }
-      return nil
+    if op == "hello", object["event"] == .string("ack"), let version = object["protocol"]?.stringValue,
+      version != protocolVersion
+    {
+      return .failure(
+        LineProblem(
+          description:
+            "speaks adapter protocol \"\(excerpt(Array(version.utf8)))\"; this harness speaks \"\(protocolVersion)\""))
+    }
+    switch AdapterLine.decode(.object(object), answering: op, source: source) {
+    case .success(let line): return .success(line)
+    case .failure(let error):
+      return .failure(
+        LineProblem(description: "wrote a line that breaks \(protocolVersion): \(error): \(excerpt(bytes))"))
     }
   }
 

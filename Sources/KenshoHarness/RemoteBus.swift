@@ -1,4 +1,5 @@
 import Foundation
+import KenshoAdapterProtocol
 import KenshoBus
 import KenshoProtocol
 import KenshoScenario
@@ -52,14 +53,11 @@ final class AdapterHost: Sendable {
         guard h.capabilities.contains("virtual_time") else {
           throw AdapterFailure(description: "UNSUPPORTED: \(h.name) has no virtual_time capability")
         }
-        var configure: [String: JSONValue] = [
-          "streamTimeoutMs": .double(Double(config.streamTimeout.nanoseconds) / 1e6),
-          "sweepIntervalMs": .double(Double(config.sweepInterval.nanoseconds) / 1e6),
-          "seed": .int(Int64(bitPattern: seed)),
-          "workers": .array(host.workers.map { .string($0) }),
-        ]
-        if let window = config.flowControlWindow { configure["creditWindow"] = .int(Int64(window)) }
-        _ = try process.perform("configure", configure)
+        let configure = AdapterConfiguration(
+          workers: host.workers, streamTimeoutMs: Double(config.streamTimeout.nanoseconds) / 1e6,
+          sweepIntervalMs: Double(config.sweepInterval.nanoseconds) / 1e6, seed: Int64(bitPattern: seed),
+          creditWindow: config.flowControlWindow)
+        _ = try process.perform(.configure(configure))
         for worker in host.workers { agentOf[worker] = host.key }
       }
     }
@@ -81,23 +79,21 @@ final class AdapterHost: Sendable {
     return buses
   }
 
-  /// Runs an operation on a worker's process and handles what it caused. A failure is kept and
-  /// stops the run.
+  /// Runs an operation on the process of its worker and handles what it caused. A failure is
+  /// kept and stops the run.
   @discardableResult
-  func perform(_ worker: String, _ op: String, _ fields: [String: JSONValue] = [:]) -> [String: JSONValue]? {
-    guard failure.withLock({ $0 == nil }), let agent = agentOf[worker], let process = processes[agent],
-      !dead.withLock({ $0.contains(agent) })
+  func perform(_ operation: AdapterOperation) -> AdapterAck? {
+    guard failure.withLock({ $0 == nil }), let worker = operation.worker, let agent = agentOf[worker],
+      let process = processes[agent], !dead.withLock({ $0.contains(agent) })
     else { return nil }
     do {
-      var f = fields
-      f["worker"] = .string(worker)
-      let (events, ack) = try process.perform(op, f)
-      if let raw = ack["nextTimerMs"], raw != .null {
-        // A timer deadline in scenario time: a finite number of ms the clock can represent.
-        guard let next = raw.doubleValue, next.isFinite, next >= 0, next <= Self.maxTimerMs else {
+      let (events, ack) = try process.perform(operation)
+      if let next = ack.nextTimerMs {
+        // A timer deadline in scenario time the clock can represent with room to spare.
+        guard next <= Self.maxTimerMs else {
           throw AdapterFailure(
             description:
-              "\(process.label) answered \(op) with nextTimerMs \(raw), expected null or a number of ms from 0 to \(Int(Self.maxTimerMs))"
+              "\(process.label) answered \(operation.name) with nextTimerMs \(next), expected null or a number of ms from 0 to \(Int(Self.maxTimerMs))"
           )
         }
         schedule(agent, process, at: Nanos.from(ms: next))
@@ -128,8 +124,6 @@ final class AdapterHost: Sendable {
   /// When the last reading was taken and what it cost: readings are rationed to about a tenth
   /// of the wall time (a reading is an operation per process, and a collection in each).
   private let rationing = Mutex<(at: ContinuousClock.Instant, took: Duration, total: Int64?)?>(nil)
-  /// The largest heap an adapter may report: 1 PiB.
-  static let maxHeapBytes: Int64 = 1 << 50
 
   /// The implementation's memory in bytes, summed over its processes: each one's heap in use
   /// after a collection where the adapter declares `memory` (op `memory`), the resident set of
@@ -162,8 +156,8 @@ final class AdapterHost: Sendable {
     for (key, process) in processes.sorted(by: { $0.key < $1.key }) where !dead.withLock({ $0.contains(key) }) {
       let path = folder.appendingPathComponent("\(safe(scenario))-\(safe(key)).heapsnapshot").path
       do {
-        let (_, ack) = try process.perform("heap_snapshot", ["path": .string(path)])
-        written.append(ack["path"]?.stringValue ?? path)
+        let (_, ack) = try process.perform(.heapSnapshot(path: path))
+        written.append(ack.path ?? path)
       } catch {
         refusal = error.description
         break
@@ -185,18 +179,10 @@ final class AdapterHost: Sendable {
       if !gone {
         if reportsHeap {
           guard let worker = agentOf.first(where: { $0.value == key })?.key,
-            let ack = perform(worker, "memory")
+            let ack = perform(.memory(worker: worker))
           else { return nil }
-          guard let heap = ack["memory"]?.objectValue?["heapUsedBytes"], let bytes = heap.intValue, bytes >= 0,
-            bytes <= Self.maxHeapBytes
-          else {
-            fail(
-              worker,
-              "\(process.label) answered memory without memory.heapUsedBytes, a number of bytes from 0 to \(Self.maxHeapBytes)"
-            )
-            return nil
-          }
-          reading = bytes
+          // The protocol's declaration bounds it (0 to 1 PiB).
+          reading = ack.heapUsedBytes
         } else {
           reading = ProcessMemory.group(process.pid)?.resident
         }
@@ -227,7 +213,7 @@ final class AdapterHost: Sendable {
     agentOf[worker].flatMap { processes[$0]?.label } ?? "implementation"
   }
 
-  private let handlePending = Mutex<[(String, [String: JSONValue])]>([])
+  private let handlePending = Mutex<[(String, AdapterEvent)]>([])
 
   private struct Deliveries {
     var depth = 0
@@ -276,31 +262,25 @@ final class AdapterHost: Sendable {
         groups[worker, default: []].append(KenshoCodec.json(message))
       }
       for worker in order {
-        perform(worker, "deliver", ["messages": .array(groups[worker] ?? [])])
+        perform(.deliver(worker: worker, messages: groups[worker] ?? []))
         drain()
       }
     }
     deliveries.withLock { $0.flushing = false }
   }
 
-  private func handle(_ worker: String, _ event: [String: JSONValue]) {
+  private func handle(_ worker: String, _ event: AdapterEvent) {
     let buses = busesBox.withLock { $0 }
     // An event names a worker of the process that wrote it, never another's (no impersonation).
     let hosted = hosted(with: worker)
-    let named = event["worker"]?.stringValue ?? worker
+    let named = event.worker ?? worker
     guard hosted.contains(named) else {
       fail(
-        worker,
-        "\(label(of: worker)) reported \(event["event"]?.stringValue ?? "an event") for worker \(Self.brief(named)), which it does not host"
-      )
+        worker, "\(label(of: worker)) reported \(event.name) for worker \(Self.brief(named)), which it does not host")
       return
     }
-    switch event["event"]?.stringValue {
-    case "send":
-      guard let raw = event["message"] else {
-        fail(worker, "\(label(of: worker)) wrote a send event without \"message\"")
-        return
-      }
+    switch event {
+    case .send(_, let raw):
       if let source = raw.objectValue?["sourceWorker"]?.stringValue, !hosted.contains(source) {
         fail(
           worker,
@@ -318,21 +298,15 @@ final class AdapterHost: Sendable {
           recorder.undecodable(from: named, problem: "\(rejection)", at: clock.nanoseconds())
         }
       }
-    case "handler":
-      guard let method = event["method"]?.stringValue, let streamId = event["streamId"]?.stringValue,
-        let bus = buses[event["worker"]?.stringValue ?? worker]
-      else { return }
-      bus.handlerCalled(method: method, streamId: streamId, args: event["args"] ?? .null)
-    case "chunk", "end", "error":
-      guard let streamId = event["streamId"]?.stringValue, let bus = buses[event["worker"]?.stringValue ?? worker]
-      else { return }
-      bus.callback(event["event"]?.stringValue ?? "", streamId: streamId, event: event)
-    case "credit":
-      guard let streamId = event["streamId"]?.stringValue, let bus = buses[event["worker"]?.stringValue ?? worker]
-      else { return }
-      bus.creditAvailable(streamId)
-    default:
-      break  // "log" and unknown events are ignored
+    case .handler(_, let method, let streamId, let args):
+      buses[named]?.handlerCalled(method: method, streamId: streamId, args: args)
+    case .callback(let kind, _, let streamId, let value):
+      guard let streamId else { return }
+      buses[named]?.callback(kind, streamId: streamId, value: value)
+    case .credit(_, let streamId):
+      buses[named]?.creditAvailable(streamId)
+    case .log:
+      break  // the adapter's own diagnostics; its stderr is the log
     }
   }
 
@@ -352,7 +326,7 @@ final class AdapterHost: Sendable {
     _ = clock.schedule(at: max(deadline, clock.nanoseconds())) { [self] in
       guard scheduled.withLock({ $0[agent] == deadline }) else { return }
       scheduled.withLock { $0[agent] = nil }
-      perform(worker, "advance", ["toMs": .double(Double(clock.nanoseconds()) / 1e6)])
+      perform(.advance(worker: worker, toMs: Double(clock.nanoseconds()) / 1e6))
       drain()
     }
   }
@@ -405,28 +379,27 @@ final class RemoteBus: BusUnderTest, TransportReceiver, Sendable {
   }
 
   func readStats() -> StatsReading {
-    guard let ack = host.perform(worker, "stats") else {
+    guard let ack = host.perform(.stats(worker: worker)), let s = ack.stats else {
       return .failed(host.failure.withLock { $0 } ?? "the stats operation failed")
     }
-    guard let s = ack["stats"]?.objectValue, let active = s["activeStreams"]?.intValue,
-      let emitters = s["emitters"]?.intValue, active >= 0, emitters >= 0
-    else { return .failed("the stats answer has no activeStreams and emitters counts") }
-    return .read(activeStreams: Int(clamping: active), emitters: Int(clamping: emitters))
+    // The declaration requires both counts, from 0 to 1 PiB.
+    return .read(
+      activeStreams: Int(clamping: s["activeStreams"]?.intValue ?? 0),
+      emitters: Int(clamping: s["emitters"]?.intValue ?? 0))
   }
 
   var stats: BusStats {
-    let ack = host.perform(worker, "stats")
-    let s = ack?["stats"]?.objectValue ?? [:]
+    let s = host.perform(.stats(worker: worker))?.stats ?? [:]
     var dropped: [DropReason: Int] = [:]
     for (key, value) in s["dropped"]?.objectValue ?? [:] {
       if let reason = DropReason.allCases.first(where: { $0.description == key }), let n = value.intValue {
-        dropped[reason] = Int(n)
+        dropped[reason] = Int(clamping: n)
       }
     }
+    func count(_ key: String) -> Int { Int(clamping: s[key]?.intValue ?? 0) }
     return BusStats(
-      activeStreams: Int(s["activeStreams"]?.intValue ?? 0), emitters: Int(s["emitters"]?.intValue ?? 0),
-      pendingCalls: 0, dropped: dropped, callbackFailures: Int(s["callbackFailures"]?.intValue ?? 0),
-      received: Int(s["received"]?.intValue ?? 0), sent: Int(s["sent"]?.intValue ?? 0))
+      activeStreams: count("activeStreams"), emitters: count("emitters"), pendingCalls: 0, dropped: dropped,
+      callbackFailures: count("callbackFailures"), received: count("received"), sent: count("sent"))
   }
 
   func register(
@@ -434,9 +407,7 @@ final class RemoteBus: BusUnderTest, TransportReceiver, Sendable {
     handler: @escaping @Sendable (JSONValue, any EmitterUnderTest) -> Void
   ) {
     handlers.withLock { $0[method] = handler }
-    var fields: [String: JSONValue] = ["method": .string(method)]
-    if let throwsAtOnce { fields["throws"] = KenshoCodec.json(throwsAtOnce) }
-    host.perform(worker, "register", fields)
+    host.perform(.register(worker: worker, method: method, throws: throwsAtOnce))
     host.drain()
   }
 
@@ -445,14 +416,10 @@ final class RemoteBus: BusUnderTest, TransportReceiver, Sendable {
     traceId: String?, opened: @escaping (String) -> Void
   ) throws -> String {
     // Scenario callbacks that throw must throw inside the implementation (KSP-4.2, 5.4).
-    var fields: [String: JSONValue] = [
-      "target": .string(target), "method": .string(method), "args": args,
-      "throwIn": .array(throwing.map(\.rawValue).sorted().map { .string($0) }),
-    ]
-    if let timeout = callbacks.timeout { fields["timeoutMs"] = .double(Double(timeout.nanoseconds) / 1e6) }
-    if let window = callbacks.creditWindow { fields["creditWindow"] = .int(Int64(window)) }
-    if let traceId { fields["traceId"] = .string(traceId) }
-    guard let ack = host.perform(worker, "call", fields), let streamId = ack["streamId"]?.stringValue else {
+    let call = AdapterCall(
+      target: target, method: method, args: args, timeoutMs: callbacks.timeout.map { Double($0.nanoseconds) / 1e6 },
+      creditWindow: callbacks.creditWindow, traceId: traceId, throwIn: throwing.map(\.rawValue).sorted())
+    guard let ack = host.perform(.call(worker: worker, call)), let streamId = ack.streamId else {
       throw BusError.disposed
     }
     streams.withLock { $0[streamId] = callbacks }
@@ -462,13 +429,13 @@ final class RemoteBus: BusUnderTest, TransportReceiver, Sendable {
   }
 
   func cancel(_ streamId: String, reason: JSONValue) -> Bool {
-    let ack = host.perform(worker, "cancel", ["streamId": .string(streamId), "reason": reason])
+    let ack = host.perform(.cancel(worker: worker, streamId: streamId, reason: reason))
     host.drain()
-    return ack?["result"]?.boolValue ?? false
+    return ack?.cancelled ?? false
   }
 
   func dispose() {
-    host.perform(worker, "dispose")
+    host.perform(.dispose(worker: worker))
     host.drain()
   }
 
@@ -478,7 +445,7 @@ final class RemoteBus: BusUnderTest, TransportReceiver, Sendable {
   }
 
   func peerDown(_ worker: String) {
-    host.perform(self.worker, "peer_down", ["peer": .string(worker)])
+    host.perform(.peerDown(worker: self.worker, peer: worker))
     host.drain()
   }
 
@@ -491,13 +458,13 @@ final class RemoteBus: BusUnderTest, TransportReceiver, Sendable {
     handler(args, emitter)
   }
 
-  func callback(_ kind: String, streamId: String, event: [String: JSONValue]) {
+  func callback(_ kind: CallbackEvent, streamId: String, value: JSONValue) {
     guard let callbacks = streams.withLock({ $0[streamId] }) else { return }
     switch kind {
-    case "chunk": try? callbacks.onChunk(event["data"] ?? .null)
-    case "end": try? callbacks.onEnd(event["summary"] ?? .null)
-    default:
-      let error = event["error"].flatMap { try? KenshoCodec.serializedError($0, path: "$.error") }
+    case .chunk: try? callbacks.onChunk(value)
+    case .end: try? callbacks.onEnd(value)
+    case .error:
+      let error = try? KenshoCodec.serializedError(value, path: "$.error")
       try? callbacks.onError(error ?? SerializedError(message: "error without error"))
     }
   }
@@ -520,22 +487,26 @@ final class RemoteEmitter: EmitterUnderTest, Sendable {
     self.host = host
   }
 
-  private func emit(_ op: String, _ fields: [String: JSONValue]) throws(EmitterError) {
-    var f = fields
-    f["streamId"] = .string(streamId)
-    let ack = host.perform(worker, op, f)
+  private func emit(_ operation: AdapterOperation) throws(EmitterError) {
+    let ack = host.perform(operation)
     host.drain()
-    switch ack?["result"]?.stringValue {
-    case "ok"?: return
-    case "no_credit"?: throw .noCredit
-    case "cancelled"?: throw .cancelled
-    default: throw .closed
+    switch ack?.emitResult {
+    case .ok?: return
+    case .noCredit?: throw .noCredit
+    case .cancelled?: throw .cancelled
+    case .closed?, nil: throw .closed
     }
   }
 
-  func chunk(_ data: JSONValue) throws(EmitterError) { try emit("chunk", ["data": data]) }
-  func end(_ summary: JSONValue) throws(EmitterError) { try emit("end", ["summary": summary]) }
-  func error(_ error: SerializedError) throws(EmitterError) { try emit("error", ["error": KenshoCodec.json(error)]) }
+  func chunk(_ data: JSONValue) throws(EmitterError) {
+    try emit(.chunk(worker: worker, streamId: streamId, data: data))
+  }
+  func end(_ summary: JSONValue) throws(EmitterError) {
+    try emit(.end(worker: worker, streamId: streamId, summary: summary))
+  }
+  func error(_ error: SerializedError) throws(EmitterError) {
+    try emit(.error(worker: worker, streamId: streamId, error: error))
+  }
 
   func onCredit(_ handler: @escaping @Sendable () -> Void) {
     // Credit that came while the refused operation was still being handled is not lost.
@@ -557,20 +528,20 @@ final class RemoteEmitter: EmitterUnderTest, Sendable {
   var prefersBatches: Bool { true }
 
   func chunks(_ batch: [JSONValue]) -> (sent: Int, refusal: EmitterError?) {
-    let ack = host.perform(worker, "chunks", ["streamId": .string(streamId), "data": .array(batch)])
+    let ack = host.perform(.chunks(worker: worker, streamId: streamId, data: batch))
     host.drain()
-    let reported = ack?["sent"]?.intValue ?? 0
-    guard reported >= 0, reported <= Int64(batch.count) else {
+    let reported = ack?.sent ?? 0
+    guard reported <= batch.count else {
       host.fail(
         worker, "\(host.label(of: worker)) acknowledged chunks with sent \(reported) for a batch of \(batch.count)")
       return (0, .closed)
     }
-    let sent = Int(reported)
-    switch ack?["result"]?.stringValue {
-    case "ok"?: return (sent, nil)
-    case "no_credit"?: return (sent, .noCredit)
-    case "cancelled"?: return (sent, .cancelled)
-    default: return (sent, .closed)
+    let sent = reported
+    switch ack?.emitResult {
+    case .ok?: return (sent, nil)
+    case .noCredit?: return (sent, .noCredit)
+    case .cancelled?: return (sent, .cancelled)
+    case .closed?, nil: return (sent, .closed)
     }
   }
 

@@ -3,6 +3,7 @@
 //
 //   kensho-bench Scenarios/ --impl .build/debug/kensho-ref-adapter
 import Foundation
+import KenshoAdapterProtocol
 import KenshoBus
 import KenshoMemory
 import KenshoProtocol
@@ -13,8 +14,12 @@ import Synchronization
 final class Output: Sendable {
   private let lines = Mutex<[Data]>([])
 
-  func emit(_ event: [String: JSONValue]) {
-    guard let data = try? KenshoCodec.encode(.object(event)) else { return }
+  func emit(_ event: AdapterEvent) {
+    write(event.json)
+  }
+
+  func write(_ line: JSONValue) {
+    guard let data = try? KenshoCodec.encode(line) else { return }
     lines.withLock { $0.append(data) }
   }
 
@@ -42,7 +47,7 @@ final class AdapterTransport: Transport {
   }
   func start(receiver: any TransportReceiver) {}
   func send(_ message: KenshoMessage) {
-    output.emit(["event": "send", "worker": .string(worker), "message": KenshoCodec.json(message)])
+    output.emit(.send(worker: worker, message: KenshoCodec.json(message)))
   }
   func close() {}
 }
@@ -63,146 +68,134 @@ func forgetIfDone(_ emitter: StreamEmitter, _ streamId: String) {
 }
 var configuration = BusConfiguration()
 
-func milliseconds(_ v: JSONValue?) -> Duration? { v?.doubleValue.map(Nanos.duration(ms:)) }
+func milliseconds(_ v: Double?) -> Duration? { v.map(Nanos.duration(ms:)) }
 
-@MainActor func handle(_ op: [String: JSONValue]) throws -> [String: JSONValue] {
-  let worker = op["worker"]?.stringValue ?? ""
+/// Runs one operation; returns the ack's results.
+@MainActor func handle(_ op: AdapterOperation) throws -> [String: JSONValue] {
+  let worker = op.worker ?? ""
   func bus() throws -> MessageBus {
     guard let bus = buses[worker] else { throw SerializedError(message: "no worker \(worker) here") }
     return bus
   }
-  switch op["op"]?.stringValue {
-  case "hello":
+  /// Runs an emitter operation on `streamId`'s kept emitter: ok, or why it refused.
+  func emitting(_ streamId: String, sent: Int? = nil, _ action: (StreamEmitter, inout Int) throws(EmitterError) -> Void)
+    -> [String: JSONValue]
+  {
+    var count = 0
+    func ack(_ result: EmitResult) -> [String: JSONValue] {
+      var out: [String: JSONValue] = ["result": .string(result.rawValue)]
+      if sent != nil { out["sent"] = .int(Int64(count)) }
+      return out
+    }
+    guard let emitter = emitters.withLock({ $0[streamId] }) else { return ack(.closed) }
+    defer { forgetIfDone(emitter, streamId) }
+    do {
+      try action(emitter, &count)
+      return ack(.ok)
+    } catch .noCredit {
+      emitter.onCredit { output.emit(.credit(worker: worker, streamId: streamId)) }
+      return ack(.noCredit)
+    } catch .cancelled {
+      return ack(.cancelled)
+    } catch {
+      return ack(.closed)
+    }
+  }
+  switch op {
+  case .hello:
     return [
-      "protocol": "kensho-adapter/1",
+      "protocol": .string(AdapterProtocolFormat.version),
       "implementation": ["name": "kensho-reference", "version": "0.1.0", "language": "swift"],
       "capabilities": ["virtual_time", "stats", "cancel", "seq", "peer_down", "flow_control", "memory"],
     ]
-  case "configure":
-    if let t = milliseconds(op["streamTimeoutMs"]) { configuration.streamTimeout = t }
-    if let s = milliseconds(op["sweepIntervalMs"]) { configuration.sweepInterval = s }
-    for name in (op["workers"]?.arrayValue ?? []).compactMap(\.stringValue) {
+  case .configure(let c):
+    if let t = milliseconds(c.streamTimeoutMs) { configuration.streamTimeout = t }
+    if let s = milliseconds(c.sweepIntervalMs) { configuration.sweepInterval = s }
+    if c.relay != nil { throw SerializedError(message: "no relay capability here") }
+    for name in c.workers {
       buses[name] = try MessageBus(
         name: name, transport: AdapterTransport(worker: name, output: output), clock: clock,
         configuration: configuration)
     }
     return [:]
-  case "register":
-    let method = op["method"]?.stringValue ?? ""
-    let throwsError = op["throws"].flatMap { try? KenshoCodec.serializedError($0, path: "$.throws") }
+  case .register(_, let method, let throwsError):
     try bus().registerStreamMethod(method) { args, stream in
       // Kept while it is active, and no longer: the adapter must not leak what the bus frees.
       let id = stream.streamId
       emitters.withLock { $0[id] = stream }
       stream.onCancel { _ in _ = emitters.withLock { $0.removeValue(forKey: id) } }
-      output.emit([
-        "event": "handler", "worker": .string(worker), "method": .string(method), "streamId": .string(stream.streamId),
-        "args": args,
-      ])
+      output.emit(.handler(worker: worker, method: method, streamId: stream.streamId, args: args))
       if let throwsError {
         _ = emitters.withLock { $0.removeValue(forKey: id) }
         throw throwsError
       }
     }
     return [:]
-  case "call":
-    let throwIn = Set((op["throwIn"]?.arrayValue ?? []).compactMap(\.stringValue))
+  case .call(_, let call):
+    let throwIn = Set(call.throwIn)
     let streamBox = IdBox()
-    let report: @Sendable (String, [String: JSONValue]) -> Void = { kind, fields in
-      var event = fields
-      event["event"] = .string(kind)
-      event["worker"] = .string(worker)
-      event["streamId"] = streamBox.id.withLock { $0 }.map { .string($0) } ?? .null
-      output.emit(event)
+    let report: @Sendable (CallbackEvent, JSONValue) -> Void = { kind, value in
+      output.emit(.callback(kind, worker: worker, streamId: streamBox.id.withLock { $0 }, value: value))
     }
     struct Thrown: Error {}
     var callbacks = StreamCallbacks(
       onChunk: { data in
-        report("chunk", ["data": data])
+        report(.chunk, data)
         if throwIn.contains("onChunk") { throw Thrown() }
       },
       onEnd: { summary in
-        report("end", ["summary": summary])
+        report(.end, summary)
         if throwIn.contains("onEnd") { throw Thrown() }
       },
       onError: { error in
-        report("error", ["error": KenshoCodec.json(error)])
+        report(.error, KenshoCodec.json(error))
         if throwIn.contains("onError") { throw Thrown() }
       },
-      timeout: milliseconds(op["timeoutMs"]))
-    callbacks.creditWindow = op["creditWindow"]?.intValue.map { Int($0) }
+      timeout: milliseconds(call.timeoutMs))
+    callbacks.creditWindow = call.creditWindow
     let id = try bus().callStream(
-      op["target"]?.stringValue ?? "", method: op["method"]?.stringValue ?? "", args: op["args"] ?? .null,
-      callbacks: callbacks, traceId: op["traceId"]?.stringValue, opened: { id in streamBox.id.withLock { $0 = id } })
+      call.target, method: call.method, args: call.args, callbacks: callbacks, traceId: call.traceId,
+      opened: { id in streamBox.id.withLock { $0 = id } })
     return ["streamId": .string(id)]
-  case "cancel":
-    return ["result": .bool(try bus().cancelStream(op["streamId"]?.stringValue ?? "", reason: op["reason"] ?? .null))]
-  case "chunk", "end", "error":
-    let streamId = op["streamId"]?.stringValue ?? ""
-    guard let emitter = emitters.withLock({ $0[streamId] }) else { return ["result": "closed"] }
-    defer { forgetIfDone(emitter, streamId) }
-    do {
-      switch op["op"]?.stringValue {
-      case "chunk": try emitter.chunk(op["data"] ?? .null)
-      case "end": try emitter.end(op["summary"] ?? .null)
-      default:
-        let error = op["error"].flatMap { try? KenshoCodec.serializedError($0, path: "$.error") }
-        try emitter.error(error ?? SerializedError(message: ""))
+  case .cancel(_, let streamId, let reason):
+    return ["result": .bool(try bus().cancelStream(streamId, reason: reason))]
+  case .chunk(_, let streamId, let data):
+    return emitting(streamId) { emitter, _ throws(EmitterError) in try emitter.chunk(data) }
+  case .end(_, let streamId, let summary):
+    return emitting(streamId) { emitter, _ throws(EmitterError) in try emitter.end(summary) }
+  case .error(_, let streamId, let error):
+    return emitting(streamId) { emitter, _ throws(EmitterError) in try emitter.error(error) }
+  case .chunks(_, let streamId, let data):
+    return emitting(streamId, sent: 0) { emitter, sent throws(EmitterError) in
+      for item in data {
+        try emitter.chunk(item)
+        sent += 1
       }
-      return ["result": "ok"]
-    } catch .noCredit {
-      emitter.onCredit {
-        output.emit(["event": "credit", "worker": .string(worker), "streamId": .string(streamId)])
-      }
-      return ["result": "no_credit"]
-    } catch .cancelled {
-      return ["result": "cancelled"]
-    } catch {
-      return ["result": "closed"]
     }
-  case "deliver":
+  case .deliver(_, let messages):
     let target = try bus()
-    for raw in op["messages"]?.arrayValue ?? [op["message"] ?? .null] {
+    for raw in messages {
       switch KenshoCodec.message(from: raw) {
       case .success(let message): target.receive(message)
       case .failure: break  // the bus would drop it too (KSP-1.2)
       }
     }
     return [:]
-  case "chunks":
-    let streamId = op["streamId"]?.stringValue ?? ""
-    guard let emitter = emitters.withLock({ $0[streamId] }) else { return ["result": "closed", "sent": 0] }
-    defer { forgetIfDone(emitter, streamId) }
-    var sent = 0
-    do {
-      for data in op["data"]?.arrayValue ?? [] {
-        try emitter.chunk(data)
-        sent += 1
-      }
-      return ["result": "ok", "sent": .int(Int64(sent))]
-    } catch .noCredit {
-      emitter.onCredit {
-        output.emit(["event": "credit", "worker": .string(worker), "streamId": .string(streamId)])
-      }
-      return ["result": "no_credit", "sent": .int(Int64(sent))]
-    } catch .cancelled {
-      return ["result": "cancelled", "sent": .int(Int64(sent))]
-    } catch {
-      return ["result": "closed", "sent": .int(Int64(sent))]
-    }
-  case "peer_down":
-    try bus().peerDown(op["peer"]?.stringValue ?? "")
+  case .peerDown(_, let peer):
+    try bus().peerDown(peer)
     return [:]
-  case "advance":
-    let target = Nanos.from(ms: op["toMs"]?.doubleValue ?? 0)
+  case .advance(_, let toMs):
+    let target = Nanos.from(ms: toMs)
     while clock.runNext(notAfter: target) {}
     clock.advance(by: .nanoseconds(max(0, target - clock.nanoseconds())))
     return [:]
-  case "memory":
+  case .memory:
     // jemalloc's bytes in use: exact, so there is nothing to collect first.
     guard let allocated = Jemalloc.allocated() else { throw SerializedError(message: "no jemalloc statistics") }
     return ["memory": ["heapUsedBytes": .int(Int64(clamping: allocated))]]
-  case "stats":
+  case .heapSnapshot:
+    throw SerializedError(message: "no heap snapshots here: the reference writes a jemalloc profile in process")
+  case .stats:
     let s = try bus().stats
     var dropped: [String: JSONValue] = [:]
     for (reason, n) in s.dropped { dropped[reason.description] = .int(Int64(n)) }
@@ -213,33 +206,41 @@ func milliseconds(_ v: JSONValue?) -> Duration? { v?.doubleValue.map(Nanos.durat
         "sent": .int(Int64(s.sent)),
       ]
     ]
-  case "dispose":
+  case .dispose:
     try bus().dispose()
     emitters.withLock { $0 = $0.filter { $0.value.isActive } }
     return [:]
-  case "shutdown":
+  case .shutdown:
     return [:]
-  case let other:
-    throw SerializedError(message: "unknown op \(other ?? "(none)")")
   }
 }
 
+var lineNumber = 0
 while let line = readLine(strippingNewline: true) {
+  lineNumber += 1
   if line.isEmpty { continue }
-  guard case .success(.object(let op)) = KenshoCodec.parse(Data(line.utf8)) else {
-    FileHandle.standardError.write(Data("not a JSON object: \(line.prefix(80))\n".utf8))
+  guard case .success(let json) = KenshoCodec.parse(Data(line.utf8)) else {
+    FileHandle.standardError.write(Data("line \(lineNumber) is not JSON: \(line.prefix(80))\n".utf8))
     continue
   }
-  var ack: [String: JSONValue]
-  do {
-    ack = try handle(op)
-  } catch {
-    ack = ["error": .string("\(error)")]
+  // Every operation is checked against the protocol's declaration; one that breaks it gets an
+  // ack with an error naming the member, when it has an id to answer.
+  let id = json.objectValue?["id"]?.intValue.map { Int(clamping: $0) } ?? 0
+  var ack = AdapterAck(id: id)
+  var isShutdown = false
+  switch AdapterOperation.decode(json, source: "stdin line \(lineNumber)") {
+  case .failure(let error):
+    ack.error = .string("\(error)")
+  case .success(let (_, op)):
+    isShutdown = op == .shutdown
+    do {
+      ack.results = try handle(op)
+    } catch {
+      ack.error = .string("\(error)")
+    }
   }
-  ack["event"] = "ack"
-  ack["id"] = op["id"] ?? .null
-  ack["nextTimerMs"] = clock.nextDeadline.map { .double(Double($0) / 1e6) } ?? .null
-  output.emit(ack)
+  ack.nextTimerMs = clock.nextDeadline.map { Double($0) / 1e6 }
+  output.write(ack.json)
   output.flush()
-  if op["op"]?.stringValue == "shutdown" { break }
+  if isShutdown { break }
 }

@@ -26,6 +26,8 @@ public indirect enum Shape: Sendable {
   case either(member: String, present: Shape, absent: Shape, what: String)
   /// A shape with a name, written once under `$defs` in the schema.
   case named(String, Shape)
+  /// `null`, or a value of the shape.
+  case orNull(Shape)
 
   /// A string that is one of `values`.
   public static func oneOf(_ values: [String]) -> Shape { .string(StringShape(values: values)) }
@@ -51,6 +53,7 @@ public indirect enum Shape: Sendable {
     case .variant(let v): v.what
     case .either(_, _, _, let what): what
     case .named(_, let shape): shape.expected
+    case .orNull(let shape): shape.expected + " or null"
     }
   }
 
@@ -164,7 +167,7 @@ public final class Field: Sendable {
   }
 }
 
-/// An object with declared members; any other member is a problem.
+/// An object with declared members; any other member is a problem, unless the object is open.
 public final class ObjectShape: Sendable {
   /// Members of which at most one may be present, and how to say so.
   public struct Exclusive: Sendable {
@@ -187,12 +190,15 @@ public final class ObjectShape: Sendable {
   /// Further `allOf` items of the schema, for rules the loader checks in code (stated here so
   /// that they come from the same constants).
   public let schemaRules: [SchemaJSON]
+  /// Whether members beyond `fields` are allowed (and kept as they are).
+  public let open: Bool
   let index: [String: Int]
 
   public init(
     doc: String, what: String = "an object", _ fields: [Field], atLeastOne: [[String]] = [],
-    atMostOne: [Exclusive] = [], schemaRules: [SchemaJSON] = []
+    atMostOne: [Exclusive] = [], schemaRules: [SchemaJSON] = [], open: Bool = false
   ) {
+    self.open = open
     self.fields = fields
     self.doc = doc
     self.what = what
@@ -338,6 +344,16 @@ public class FormatChecker {
       guard case .object(let members) = v else { return mismatch(v, shape, path()) }
       return check(v, members[member] == nil ? absent : present, path())
     case .named(_, let inner): return check(v, inner, path())
+    case .orNull(let inner):
+      if case .null = v { return v }
+      switch inner {
+      case .bool, .string, .integer, .number, .any:
+        // A scalar: one problem, saying null would do too.
+        let probe = FormatChecker(file: file)
+        guard let ok = probe.check(v, inner, path()), !probe.hasProblems else { return mismatch(v, shape, path()) }
+        return ok
+      default: return check(v, inner, path())
+      }
     }
   }
 
@@ -406,7 +422,9 @@ public class FormatChecker {
       known += 1
       if let ok = check(member, field.shape, self.at(path(), field.name)) { kept[field.name] = ok }
     }
-    if known < members.count {
+    if known < members.count && o.open {
+      for (key, member) in members where o.field(key) == nil { kept[key] = member }
+    } else if known < members.count {
       for key in members.keys.sorted() where o.field(key) == nil {
         problem(
           at(path(), key),
@@ -540,6 +558,15 @@ public struct SchemaWriter {
     return .object(header + members + (defs.isEmpty ? [] : [("$defs", .object(defs))]))
   }
 
+  /// A document of several named shapes: `header` members, then `body`, then `$defs` holding
+  /// each of `shapes` under its name, and every shape they use.
+  public mutating func document(
+    defining shapes: [(String, Shape)], header: [(String, SchemaJSON)], body: [(String, SchemaJSON)]
+  ) -> SchemaJSON {
+    for (name, shape) in shapes { _ = schema(.named(name, shape)) }
+    return .object(header + body + [("$defs", .object(defs))])
+  }
+
   /// The schema of `shape`, with `doc` and `default` when given.
   mutating func schema(_ shape: Shape, doc: String? = nil, default value: JSONValue? = nil) -> SchemaJSON {
     var out: [(String, SchemaJSON)] = []
@@ -581,6 +608,8 @@ public struct SchemaWriter {
     case .named(let name, let inner):
       define(name) { writer in writer.schema(inner) }
       out.append(("$ref", .string("#/$defs/\(name)")))
+    case .orNull(let inner):
+      out.append(("anyOf", .array([schema(inner), .object([("type", "null")])])))
     }
     if let doc { out.append(("description", .string(doc))) }
     if let value { out.append(("default", SchemaJSON(value))) }
@@ -600,7 +629,7 @@ public struct SchemaWriter {
     var out: [(String, SchemaJSON)] = [("description", .string(o.doc)), ("type", "object")]
     let required = o.fields.filter(\.required).map { SchemaJSON.string($0.name) }
     if !required.isEmpty { out.append(("required", .array(required))) }
-    out.append(("additionalProperties", .bool(false)))
+    if !o.open { out.append(("additionalProperties", .bool(false))) }
     var properties: [(String, SchemaJSON)] = []
     for field in o.fields {
       if let variant, field.name == variant.tag {

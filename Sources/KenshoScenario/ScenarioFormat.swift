@@ -81,7 +81,7 @@ public enum ScenarioFormat {
 
   // MARK: Agents
 
-  static let serializedError = Shape.named(
+  public static let serializedError = Shape.named(
     "serializedError",
     .object(
       ObjectShape(
@@ -411,12 +411,19 @@ public enum ScenarioFormat {
           "Allowed bytes above the baseline.")
       ],
       doc: "KSP-9.3: memory during the run stays within maxBytes above the baseline."),
-    relayCheck("relay_fanout", "KSP-11.1: each frame reaches every other open connection unchanged and of its kind, never its sender."),
+    relayCheck(
+      "relay_fanout",
+      "KSP-11.1: each frame reaches every other open connection unchanged and of its kind, never its sender."),
     relayCheck("relay_order", "KSP-11.2: frames from one sender reach each receiver in the order sent."),
     relayCheck("relay_ping", "KSP-11.3: a text ping is answered pong to its sender only and not forwarded."),
     relayCheck("relay_server_info", "KSP-11.4: the relay's first frame on each connection is one server_info."),
-    relayCheck("relay_auth", "KSP-11.5: without a valid token the upgrade gets 401; no frame of an unadmitted client is forwarded."),
-    relayCheck("relay_slow_receiver", "KSP-11.6: a stalled receiver delays no one; what it cannot take is dropped or it is closed, never buffered without bound."),
+    relayCheck(
+      "relay_auth",
+      "KSP-11.5: without a valid token the upgrade gets 401; no frame of an unadmitted client is forwarded."),
+    relayCheck(
+      "relay_slow_receiver",
+      "KSP-11.6: a stalled receiver delays no one; what it cannot take is dropped or it is closed, never buffered without bound."
+    ),
   ]
 
   /// A KSP-11 check: read from the harness's probe of the relay.

@@ -8,7 +8,7 @@ import Testing
 
 /// Fuzzes the path from the bytes an adapter writes on stdout to parsed events: LineSplitter
 /// (bytes → lines, fed in reads of random sizes), `AdapterProcess.event(from:)` (line → event)
-/// and `AdapterProcess.problem(withAck:)` (the checks on an ack). The lines are valid events,
+/// and `AdapterProcess.line(from:answering:source:)` (the checks against the declaration). The lines are valid events,
 /// mutated: huge numbers, wrong types, missing fields, control characters, deep nesting, very
 /// long strings, invalid UTF-8, truncation, stray bytes.
 ///
@@ -109,10 +109,12 @@ struct AdapterFuzzTests {
           if let original = originals[line], original != .object(event) {
             failures.append("\(place): an unmutated event read back different")
           }
-          if event["event"]?.stringValue == "ack",
-            let problem = AdapterProcess.problem(withAck: event, id: 1, op: "fuzz"), !Self.printable(problem)
+          // The typed reading: accepted, or refused with a problem fit for a report.
+          if case .failure(let problem) = AdapterProcess.line(from: line, answering: "chunks", source: "line \(i)"),
+            !Self.printable(problem.description) || problem.description.utf8.count > 800
           {
-            failures.append("\(place): the ack's problem is not printable: \(problem.debugDescription)")
+            failures.append(
+              "\(place): the line's problem is not fit for a report: \(problem.description.debugDescription)")
           }
         case .failure(let problem):
           stats.rejected += 1

@@ -1,4 +1,5 @@
 import Foundation
+import KenshoAdapterProtocol
 import KenshoProtocol
 import KenshoVerdict
 import Synchronization
@@ -13,6 +14,9 @@ import Testing
 /// AdapterProcess on its own: process groups, shutdown, killAll, back-pressure, deadlines, logs.
 @Suite("Adapter process", .serialized, .enabled(if: hasPython, "needs python3"))
 struct AdapterProcessTests {
+  static let configuration = AdapterConfiguration(
+    workers: ["w"], streamTimeoutMs: 300_000, sweepIntervalMs: 60_000, seed: 1)
+
   static var reference: String { builtProduct("kensho-ref-adapter") }
 
   /// Whether `pid` is still there (a zombie counts: it has not been reaped).
@@ -32,7 +36,7 @@ struct AdapterProcessTests {
     #expect(!process.isRunning)
     #expect(!Self.exists(process.pid))
     // Operations after shutdown fail at once.
-    #expect(throws: AdapterFailure.self) { try process.perform("stats", ["worker": "w"]) }
+    #expect(throws: AdapterFailure.self) { try process.perform(.stats(worker: "w")) }
   }
 
   @Test("an adapter that ignores shutdown, EOF and SIGTERM is killed with its helper, and says so")
@@ -71,7 +75,7 @@ struct AdapterProcessTests {
     let process = try AdapterProcess(command: "sleep 30", label: "sleeper", deadline: .seconds(1))
     let big = JSONValue.string(String(repeating: "x", count: 1 << 20))
     let started = ContinuousClock.now
-    let error = #expect(throws: AdapterFailure.self) { try process.perform("deliver", ["data": big]) }
+    let error = #expect(throws: AdapterFailure.self) { try process.perform(.deliver(worker: "w", messages: [big])) }
     #expect(ContinuousClock.now - started < .seconds(3))
     #expect(
       error?.description.contains("sleeper did not read its input (\"deliver\"") == true, "\(error?.description ?? "")")
@@ -86,7 +90,7 @@ struct AdapterProcessTests {
       until: .now.advanced(by: .seconds(2)))
     _ = try process.hello()
     let started = ContinuousClock.now
-    let error = #expect(throws: AdapterFailure.self) { try process.perform("configure", ["workers": .array([])]) }
+    let error = #expect(throws: AdapterFailure.self) { try process.perform(.configure(Self.configuration)) }
     #expect(ContinuousClock.now - started < .seconds(4))
     #expect(error?.description.contains("did not answer \"configure\" before the run's overall deadline") == true)
     #expect(leftovers(tag).isEmpty)
@@ -101,7 +105,7 @@ struct AdapterProcessTests {
       deadline: .seconds(20), limits: limits)
     _ = try process.hello()
     let started = ContinuousClock.now
-    let error = #expect(throws: AdapterFailure.self) { try process.perform("configure", ["workers": .array([])]) }
+    let error = #expect(throws: AdapterFailure.self) { try process.perform(.configure(Self.configuration)) }
     #expect(ContinuousClock.now - started < .seconds(5))
     #expect(error?.description.contains("flooder flooded stdout: 1001 events") == true, "\(error?.description ?? "")")
     #expect(!Self.exists(process.pid))
@@ -116,7 +120,7 @@ struct AdapterProcessTests {
       command: hostileCommand("stderr-flood", tag: "t", ["--on", "configure"]), label: "shouter",
       deadline: .seconds(20), log: { log.add($0) }, limits: limits)
     _ = try process.hello()
-    let error = #expect(throws: AdapterFailure.self) { try process.perform("configure", ["workers": .array([])]) }
+    let error = #expect(throws: AdapterFailure.self) { try process.perform(.configure(Self.configuration)) }
     #expect(
       error?.description.contains("shouter flooded stderr: more than 4 MiB") == true, "\(error?.description ?? "")")
     let (bytes, tail) = log.snapshot
@@ -163,7 +167,7 @@ struct AdapterProcessTests {
       AdapterProcess.killAll()
       guard leftovers(tag, within: 2).allSatisfy({ $0.contains("[Z,") }) else { exit(4) }
       for p in processes {
-        guard (try? p.perform("stats", ["worker": "w"])) == nil else { exit(5) }
+        guard (try? p.perform(.stats(worker: "w"))) == nil else { exit(5) }
       }
       exit(AdapterProcess.liveGroups == 0 ? 0 : 6)
     }
@@ -222,8 +226,8 @@ struct AdapterLineTests {
 
   @Test("what each kind of bad line is called")
   func problems() {
-    func problem(_ text: String) -> String {
-      switch AdapterProcess.event(from: Array(text.utf8)) {
+    func problem(_ text: String, answering op: String = "advance") -> String {
+      switch AdapterProcess.line(from: Array(text.utf8), answering: op, source: "stdout line 2") {
       case .success: return "ok"
       case .failure(let p): return p.description
       }
@@ -235,27 +239,21 @@ struct AdapterLineTests {
     #expect(
       problem("{\"event\":\"send\",\"message\":{\"payload\":[1,-1e999]}}").hasPrefix(
         "wrote a number out of range at $.message.payload[1]"))
+    // A line that breaks the declaration names the line, the member and what was expected.
+    #expect(
+      problem("{\"event\":\"ack\",\"id\":1,\"nextTimerMs\":\"soon\"}")
+        == "wrote a line that breaks kensho-adapter/1: stdout line 2: $.nextTimerMs: expected a time in ms from 0 to "
+        + "9000000000000 or null, found \"soon\": {\"event\":\"ack\",\"id\":1,\"nextTimerMs\":\"soon\"}")
+    #expect(
+      problem("{\"event\":\"ack\",\"id\":1}", answering: "call").hasPrefix(
+        "wrote a line that breaks kensho-adapter/1: stdout line 2: $.streamId: expected a string"))
+    #expect(
+      problem("{\"event\":\"ack\",\"id\":1,\"protocol\":\"kensho-adapter/0\"}", answering: "hello")
+        == "speaks adapter protocol \"kensho-adapter/0\"; this harness speaks \"kensho-adapter/1\"")
     // Control characters and invalid UTF-8 are shown escaped, never copied into a report.
     let p = problem("nope\u{1}\u{7f}") + problem(String(decoding: [0x6E, 0xFF, 0xFE], as: UTF8.self))
     #expect(p.contains("nope\\u{1}\\u{7f}"))
     #expect(!p.unicodeScalars.contains { $0.value < 0x20 })
-  }
-
-  @Test("acks: the id must match, nextTimerMs must be a time")
-  func acks() {
-    func ack(_ fields: [String: JSONValue]) -> String? {
-      AdapterProcess.problem(withAck: fields.merging(["event": "ack"]) { a, _ in a }, id: 4, op: "advance")
-    }
-    #expect(ack(["id": 4]) == nil)
-    #expect(ack(["id": 4, "nextTimerMs": .null]) == nil)
-    #expect(ack(["id": 4, "nextTimerMs": 60000]) == nil)
-    #expect(ack(["id": 4, "nextTimerMs": .double(1.5)]) == nil)
-    #expect(ack(["id": 5]) == "acknowledged id 5, expected 4 (\"advance\")")
-    #expect(ack(["id": "4"]) == "acknowledged id \"4\", expected 4 (\"advance\")")
-    #expect(ack([:]) == "acknowledged id nothing, expected 4 (\"advance\")")
-    for bad: JSONValue in [.double(1e300), .int(-1), .string("soon"), .double(.infinity), .double(.nan), .bool(true)] {
-      #expect(ack(["id": 4, "nextTimerMs": bad])?.contains("acknowledged \"advance\" with nextTimerMs") == true)
-    }
   }
 
   @Test("the stderr tail is a ring: the last bytes, never more")

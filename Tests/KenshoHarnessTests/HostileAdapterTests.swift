@@ -208,11 +208,17 @@ struct HostileAdapterTests {
     Hostile(mode: "wrong-version", says: ["speaks adapter protocol \"kensho-adapter/0\""]),
     Hostile(mode: "crash", says: ["exited (status 3)", "\"deliver\""]),
     Hostile(mode: "wrong-id", says: ["acknowledged id", "\"register\""]),
-    Hostile(mode: "timer", extra: ["--value", "1e300"], says: ["nextTimerMs 1e+300"]),
+    Hostile(
+      mode: "timer", extra: ["--value", "1e300"],
+      says: ["stdout line", "$.nextTimerMs: expected a time in ms from 0 to 9000000000000 or null, found 1e+300"]),
     Hostile(mode: "timer", extra: ["--value", "1e999"], says: ["nextTimerMs"]),
-    Hostile(mode: "timer", extra: ["--value", "-5"], says: ["nextTimerMs -5"]),
+    Hostile(
+      mode: "timer", extra: ["--value", "-5"],
+      says: ["$.nextTimerMs: expected a time in ms from 0 to 9000000000000 or null, found -5"]),
     Hostile(mode: "timer", extra: ["--value", "NaN"], says: ["not a JSON object", "nextTimerMs"]),
-    Hostile(mode: "timer", extra: ["--value", "\"soon\""], says: ["nextTimerMs \"soon\""]),
+    Hostile(
+      mode: "timer", extra: ["--value", "\"soon\""],
+      says: ["$.nextTimerMs: expected a time in ms from 0 to 9000000000000 or null, found \"soon\""]),
   ]
 
   @Test("a hostile adapter ends its scenario as ERROR, in time, with nothing left", arguments: transport)

@@ -79,6 +79,7 @@ struct FormatDeclarationTests {
     case .variant(let v): return sample(v.cases[0].shape)
     case .either(_, _, let absent, _): return sample(absent)
     case .named(_, let inner): return sample(inner)
+    case .orNull: return NSNull()
     }
   }
 
