@@ -115,18 +115,15 @@ public enum AdapterLine: Sendable, Hashable {
   /// `source` names the line in problems ("implementation for producer, stdout line 12").
   public static func decode(_ line: JSONValue, answering op: String, source: String) -> Result<Self, AdapterLineError> {
     let checker = FormatChecker(file: source)
-    let isAck: Bool
-    if case .object(let members) = line, members["event"] == .string("ack") { isAck = true } else { isAck = false }
-    let failed: Bool
-    if isAck, case .object(let members) = line, let error = members["error"], error != .null {
-      failed = true
+    let members = line.objectValue
+    let shape: Shape
+    if members?["event"] != .string("ack") {
+      shape = AdapterProtocolFormat.event
+    } else if let error = members?["error"], error != .null {
+      shape = AdapterProtocolFormat.failedAck(for: op)
     } else {
-      failed = false
+      shape = AdapterProtocolFormat.ack(for: op)
     }
-    let shape =
-      isAck
-      ? (failed ? AdapterProtocolFormat.failedAck(for: op) : AdapterProtocolFormat.ack(for: op))
-      : AdapterProtocolFormat.event
     guard case .object(let o)? = checker.check(line, shape, "$"), !checker.hasProblems else {
       return .failure(AdapterLineError(problems: checker.finalProblems))
     }
