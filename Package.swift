@@ -60,7 +60,7 @@ let package = Package(
     .executableTarget(
       name: "KenshoBusBenchmark",
       dependencies: [
-        "KenshoBus", "KenshoMemory",
+        "KenshoBus", "KenshoMemory", "KenshoHarness", "KenshoScenario",
         .product(name: "Histogram", package: "hdrhistogram-swift"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],

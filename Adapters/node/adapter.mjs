@@ -9,6 +9,9 @@
 // MODE makes the adapter itself misbehave (crash, hang, garbage, huge, wrong-version), for the
 // harness's own tests.
 //
+// With `configure.time` "real" (the `real_time` capability), the buses run on the system clock
+// and the harness pipelines operations.
+//
 // With the `relay` capability (when the `ws` library is installed: Debian's node-ws), a
 // `configure` carrying `relay: {url, token?}` puts every worker's bus on a WebSocket connection
 // to that relay (ws-transport.mjs), on the system clock, instead of `send` events.
@@ -63,8 +66,9 @@ const RELAY_CONNECT_DEADLINE_MS = 10000;
 let out = [];
 let inOperation = false; // events of an operation go out with (before) its ack
 let flushScheduled = false;
-// In relay mode, messages arrive from the relay at any time: the events they cause (handler,
-// chunk, end, error, credit) go out as soon as the arrival is handled, outside any operation.
+// In real time and in relay mode, timers fire and messages arrive at any time: the events they
+// cause (send, handler, chunk, end, error, credit) go out as soon as they are handled, outside
+// any operation.
 const emit = (event) => {
   out.push(JSON.stringify(event));
   if (!inOperation && !flushScheduled) {
@@ -91,7 +95,7 @@ const ops = {
     return {
       protocol: 'kensho-adapter/1',
       implementation: { name: 'kensho-js', version: '0.1.0', language: 'javascript', defects },
-      capabilities: ['virtual_time', 'stats', 'cancel', 'seq', 'peer_down', 'flow_control',
+      capabilities: ['virtual_time', 'real_time', 'stats', 'cancel', 'seq', 'peer_down', 'flow_control',
         ...(collect ? ['memory'] : []), ...(wsAvailable() ? ['relay'] : [])]
         .filter((c) => !without.has(c)),
     };
@@ -99,9 +103,14 @@ const ops = {
   configure(op) {
     config = { ...config, ...op };
     if (op.relay !== undefined && op.relay !== null) return configureRelay(op);
+    if (op.time !== undefined && op.time !== 'virtual' && op.time !== 'real') {
+      throw new Error(`configure.time must be "virtual" or "real", not ${JSON.stringify(op.time)}`);
+    }
+    // Real time: the system clock; events go out as they happen (see emit).
+    const busClock = op.time === 'real' ? systemClock : clock;
     for (const worker of op.workers ?? []) {
       const transport = { send: (message) => emit({ event: 'send', worker, message }), close() {} };
-      buses.set(worker, new MessageBus({ name: worker, transport, clock, streamTimeoutMs: config.streamTimeoutMs,
+      buses.set(worker, new MessageBus({ name: worker, transport, clock: busClock, streamTimeoutMs: config.streamTimeoutMs,
         sweepIntervalMs: config.sweepIntervalMs, creditWindow: null, defects }));
     }
     return {};

@@ -8,7 +8,17 @@ public struct AdapterConfiguration: Sendable, Hashable {
   public var sweepIntervalMs: Double
   public var seed: Int64
   public var creditWindow: Int?
+  /// The buses' clock; `.real` only with the `real_time` capability.
+  public var time: Time
   public var relay: Relay?
+
+  /// The clock a process's buses run on.
+  public enum Time: String, Sendable, Hashable {
+    /// A manual clock at 0, moved by `advance` (the default).
+    case virtual
+    /// The system's monotonic clock; events are written whenever they happen.
+    case real
+  }
 
   /// A relay the buses join (the `relay` capability).
   public struct Relay: Sendable, Hashable {
@@ -24,8 +34,9 @@ public struct AdapterConfiguration: Sendable, Hashable {
 
   public init(
     workers: [String], streamTimeoutMs: Double, sweepIntervalMs: Double, seed: Int64, creditWindow: Int? = nil,
-    relay: Relay? = nil
+    time: Time = .virtual, relay: Relay? = nil
   ) {
+    self.time = time
     self.workers = workers
     self.streamTimeoutMs = streamTimeoutMs
     self.sweepIntervalMs = sweepIntervalMs
@@ -128,6 +139,8 @@ public enum AdapterOperation: Sendable, Hashable {
       o["sweepIntervalMs"] = .double(c.sweepIntervalMs)
       o["seed"] = .int(c.seed)
       if let w = c.creditWindow { o["creditWindow"] = .int(Int64(w)) }
+      // Absent is virtual: an adapter without real_time never sees the member.
+      if c.time == .real { o["time"] = .string(c.time.rawValue) }
       if let r = c.relay {
         var relay: [String: JSONValue] = ["url": .string(r.url)]
         if let t = r.token { relay["token"] = .string(t) }
@@ -196,7 +209,8 @@ public enum AdapterOperation: Sendable, Hashable {
           workers: (o["workers"]?.arrayValue ?? []).compactMap(\.stringValue),
           streamTimeoutMs: o["streamTimeoutMs"]?.doubleValue ?? 0,
           sweepIntervalMs: o["sweepIntervalMs"]?.doubleValue ?? 0,
-          seed: o["seed"]?.intValue ?? 0, creditWindow: o["creditWindow"]?.intValue.map { Int($0) }, relay: relay))
+          seed: o["seed"]?.intValue ?? 0, creditWindow: o["creditWindow"]?.intValue.map { Int($0) },
+          time: o["time"]?.stringValue.flatMap(AdapterConfiguration.Time.init(rawValue:)) ?? .virtual, relay: relay))
     case "register":
       operation = .register(worker: worker, method: o["method"]?.stringValue ?? "", throws: error("throws"))
     case "call":

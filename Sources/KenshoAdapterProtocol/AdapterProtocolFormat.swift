@@ -56,6 +56,10 @@ public enum AdapterProtocolFormat {
           "creditWindow", .integer(min: 1, max: maxCount),
           "The buses' default credit window (KSP-FC), when the scenario sets one."),
         Field(
+          "time", .oneOf(["virtual", "real"]),
+          "The buses' clock: \"virtual\" (absent: the default), moved by `advance`; or, with the real_time "
+            + "capability, \"real\": the system's monotonic clock, events written whenever they happen (Real time)."),
+        Field(
           "relay",
           .object(
             ObjectShape(
@@ -66,7 +70,7 @@ public enum AdapterProtocolFormat {
                 Field("connectTimeoutMs", time(), "How long to wait for every connection."),
               ])), "With the relay capability: the buses join this relay (Relay mode)."),
       ],
-      "Creates a bus per worker, on a virtual clock at 0."
+      "Creates a bus per worker, on a virtual clock at 0 (or the system clock, with time \"real\")."
     ),
     (
       "register",
@@ -223,7 +227,7 @@ public enum AdapterProtocolFormat {
 
   /// Every capability the harness knows.
   public static let capabilities = [
-    "virtual_time", "stats", "cancel", "seq", "peer_down", "flow_control", "memory", "relay",
+    "virtual_time", "real_time", "stats", "cancel", "seq", "peer_down", "flow_control", "memory", "relay",
   ]
 
   static let ackBase: [Field] = [

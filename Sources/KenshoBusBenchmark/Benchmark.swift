@@ -31,8 +31,22 @@ struct BusBenchmark: ParsableCommand {
   @Flag(help: "Print the results as one JSON object as well.")
   var json = false
 
-  @Option(help: "Run only these measurements (single, json, aggregate, latency, record, memory), comma-separated.")
+  @Option(
+    help:
+      "Run only these measurements (single, json, aggregate, latency, record, memory, e2e), comma-separated.")
   var only: String?
+
+  @Option(help: "Chunks per stream (8 streams) in the end-to-end measurement through the harness.")
+  var e2eChunks = 50_000
+
+  @Option(help: "The adapter for the end-to-end measurement; default: kensho-ref-adapter beside this program.")
+  var adapter: String?
+
+  /// A program built beside this one.
+  static func sibling(_ name: String) -> String {
+    URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+      .appendingPathComponent(name).path
+  }
 
   func selected(_ name: String) -> Bool {
     guard let only else { return true }
@@ -104,6 +118,31 @@ struct BusBenchmark: ParsableCommand {
       )
       report("total_bytes_per_idle_stream", "bytes per idle stream, consumer + producer", "B", memory.map(\.total))
       report("retained_after_end_bytes", "retained after all \(streams) streams ended", "B", memory.map(\.retained))
+    }
+
+    if selected("e2e") {
+      // End to end through the harness, real time, as fast as it goes: the reference in process,
+      // then the same through its adapter (operations pipelined), in the same run.
+      let command = adapter ?? Self.sibling("kensho-ref-adapter")
+      let inProcess = try (0..<runs).map { _ in try throughput(streams: 8, chunks: e2eChunks, adapter: nil) }
+      let through = try (0..<runs).map { _ in try throughput(streams: 8, chunks: e2eChunks, adapter: command) }
+      report(
+        "e2e_in_process_messages_per_s", "harness, in process (chunks sent + delivered)", "k msg/s",
+        inProcess.map(\.messagesPerSecond), scale: 1e3)
+      report(
+        "e2e_adapter_messages_per_s", "harness, through the adapter (pipelined)", "k msg/s",
+        through.map(\.messagesPerSecond), scale: 1e3)
+      report(
+        "e2e_adapter_harness_us_per_message", "harness CPU per message, through the adapter", "µs",
+        through.map(\.harnessMicrosPerMessage))
+      report(
+        "e2e_adapter_adapter_us_per_message", "adapter processes' CPU per message", "µs",
+        through.map(\.adapterMicrosPerMessage))
+      let ratio = (results["e2e_adapter_messages_per_s"] ?? 0) / max(1, results["e2e_in_process_messages_per_s"] ?? 1)
+      results["e2e_adapter_vs_in_process_ratio"] = ratio
+      print(
+        "  \("through the adapter / in process".padding(toLength: 48, withPad: " ", startingAt: 0)) "
+          + String(format: "%.2f", ratio) + "x")
     }
 
     if json {

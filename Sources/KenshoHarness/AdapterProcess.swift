@@ -81,8 +81,13 @@ public final class AdapterProcess: Sendable {
   /// The first misbehaviour; every operation after it fails with it at once.
   private let failure = Mutex<AdapterFailure?>(nil)
   private let overall: Mutex<ContinuousClock.Instant?>
-  /// Operations never overlap.
+  /// Operations never overlap; pipelined, they are written in the order of their ids.
   private let operation = Mutex(())
+  /// Pipelining (real time): the operations written and not yet acknowledged, and where events go.
+  private let pipeline = Mutex(Pipeline())
+  private let pipelined = Atomic<Bool>(false)
+  /// The harness is killing the process for a misbehaviour (``fail(_:)``), whose failure follows.
+  private let failing = Atomic<Bool>(false)
 
   /// Starts `command` (split into words by ``ShellWords``; the first is looked up on PATH) in a process group
   /// of its own. `deadline` bounds each operation; `until`, when given, bounds them all (see
@@ -138,17 +143,28 @@ public final class AdapterProcess: Sendable {
   func perform(_ operation: AdapterOperation, until: ContinuousClock.Instant? = nil)
     throws(AdapterFailure) -> (events: [AdapterEvent], ack: AdapterAck)
   {
-    try self.operation.withLock { _ throws(AdapterFailure) in try performAlone(operation, until: until) }
+    let alone = try self.operation.withLock { _ throws(AdapterFailure) -> (events: [AdapterEvent], ack: AdapterAck)? in
+      // Checked under the lock that starts pipelining: never two readers of one stdout.
+      if pipelined.load(ordering: .acquiring) { return nil }
+      return try performAlone(operation, until: until)
+    }
+    if let alone { return alone }
+    return ([], try performPipelined(operation, until: until))
   }
 
   private enum Bound {
     case operation, overall, caller
   }
 
-  private func performAlone(_ operation: AdapterOperation, until: ContinuousClock.Instant?)
-    throws(AdapterFailure) -> (events: [AdapterEvent], ack: AdapterAck)
-  {
-    if let failure = failure.withLock({ $0 }) { throw failure }
+  private typealias Prepared = (
+    op: String, id: Int, bytes: [UInt8], end: ContinuousClock.Instant, bound: Bound, started: ContinuousClock.Instant
+  )
+
+  /// An operation's id, line and deadline: the nearest of the adapter timeout, the overall
+  /// deadline and the caller's `until`.
+  private func prepare(_ operation: AdapterOperation, until: ContinuousClock.Instant?) -> Result<
+    Prepared, AdapterFailure
+  > {
     let op = operation.name
     let started = ContinuousClock.now
     var end = started.advanced(by: deadline)
@@ -156,13 +172,19 @@ public final class AdapterProcess: Sendable {
     if let o = overallDeadline, o < end { (end, bound) = (o, .overall) }
     if let until, until < end { (end, bound) = (until, .caller) }
     let id = nextId.wrappingAdd(1, ordering: .relaxed).newValue
-    let bytes: [UInt8]
     do {
-      bytes = try JSONText.serialize(operation.json(id: id)) + [0x0A]
+      return .success((op, id, try JSONText.serialize(operation.json(id: id)) + [0x0A], end, bound, started))
     } catch {
       // The harness's own values: a non-finite number never comes from a scenario.
-      throw AdapterFailure(description: "cannot encode \"\(op)\" for \(label): \(error)")
+      return .failure(AdapterFailure(description: "cannot encode \"\(op)\" for \(label): \(error)"))
     }
+  }
+
+  private func performAlone(_ operation: AdapterOperation, until: ContinuousClock.Instant?)
+    throws(AdapterFailure) -> (events: [AdapterEvent], ack: AdapterAck)
+  {
+    if let failure = failure.withLock({ $0 }) { throw failure }
+    let (op, id, bytes, end, bound, started) = try prepare(operation, until: until).get()
     switch writeInput(bytes, until: end) {
     case .written: break
     case .timedOut:
@@ -232,6 +254,9 @@ public final class AdapterProcess: Sendable {
   /// Records a misbehaviour: kills the process group, reaps it and returns the failure, which
   /// sticks.
   private func fail(_ what: String) -> AdapterFailure {
+    // The line thread sees the end of stdout this causes: it must wait for this failure, not
+    // report the kill as the process's own death.
+    failing.store(true, ordering: .releasing)
     group.kill()
     group.reap(within: limits.reap)
     // What it wrote to stderr last says why, most often: let the reader get to its end.
@@ -287,6 +312,236 @@ public final class AdapterProcess: Sendable {
     return Int32(clamping: max(1, min(ms, 1000)))
   }
 
+  // MARK: Pipelining (real time)
+
+  /// An operation written to a pipelined process and not yet acknowledged.
+  private struct Pending {
+    var id: Int
+    var op: String
+    var due: ContinuousClock.Instant
+    var bound: Bound
+    var started: ContinuousClock.Instant
+    var done: @Sendable (Result<AdapterAck, AdapterFailure>) -> Void
+  }
+
+  private struct Pipeline {
+    /// In the order written, which is the order the acks must come in.
+    var pending = Deque<Pending>()
+    var onEvent: (@Sendable (AdapterEvent) -> Void)?
+    var onFailure: (@Sendable (AdapterFailure) -> Void)?
+    /// The dispatcher stopped: nothing more is read.
+    var ended = false
+    /// The process was told to exit (its shutdown acknowledged) or killed by the harness: the
+    /// end of its stdout is expected.
+    var exitExpected = false
+  }
+
+  /// From now on operations are pipelined: ``submit(_:done:)`` writes one and returns at once,
+  /// and a thread of the process's own reads every line as it comes. Events go to `onEvent`
+  /// and acks to their operation's `done`, both on that thread, in the order the lines came;
+  /// acks must come in the order of the operations. ``perform(_:until:)`` still works (it
+  /// waits for its own ack, and returns no events). The first misbehaviour goes to `onFailure`
+  /// and fails every operation waiting.
+  func startPipelining(
+    onEvent: @escaping @Sendable (AdapterEvent) -> Void, onFailure: @escaping @Sendable (AdapterFailure) -> Void
+  ) {
+    let first = operation.withLock { _ in
+      let was = pipelined.exchange(true, ordering: .acquiringAndReleasing)
+      pipeline.withLock { p in
+        p.onEvent = onEvent
+        p.onFailure = onFailure
+      }
+      return !was
+    }
+    guard first else { return }
+    let thread = Thread { [self] in dispatchLines() }
+    thread.name = "kensho.adapter-lines"
+    thread.start()
+  }
+
+  /// Writes `operation` and returns; `done` runs on the process's line thread with its ack, or
+  /// at once (on this thread) when it cannot be written. Pipelined processes only.
+  func submit(
+    _ operation: AdapterOperation, until: ContinuousClock.Instant? = nil,
+    done: @escaping @Sendable (Result<AdapterAck, AdapterFailure>) -> Void
+  ) {
+    let op = operation.name
+    let outcome: (failure: AdapterFailure, inLine: Bool)? = self.operation.withLock { _ in
+      if let failure = failure.withLock({ $0 }) { return (failure, false) }
+      let id: Int
+      let bytes: [UInt8]
+      let (end, bound, started): (ContinuousClock.Instant, Bound, ContinuousClock.Instant)
+      switch prepare(operation, until: until) {
+      case .success(let p): (id, bytes, end, bound, started) = (p.id, p.bytes, p.end, p.bound, p.started)
+      case .failure(let failure): return (failure, false)
+      }
+      // Waiting before it is written: the ack may come before `write` returns.
+      let accepted = pipeline.withLock { p in
+        guard !p.ended else { return false }
+        p.pending.append(Pending(id: id, op: op, due: end, bound: bound, started: started, done: done))
+        return true
+      }
+      guard accepted else {
+        return (failure.withLock { $0 } ?? AdapterFailure(description: "\(label) is no longer read"), false)
+      }
+      switch writeInput(bytes, until: end) {
+      case .written: return nil
+      case .timedOut:
+        return (fail("did not read its input (\"\(op)\", \(bytes.count) bytes) \(describe(bound, started))"), true)
+      case .closed(let reason):
+        // Closed by the kill of a failure the line thread found meanwhile: that is the reason.
+        if failing.load(ordering: .acquiring) { return (awaitFailure(), true) }
+        if let exit = group.waitForExit(until: .now.advanced(by: limits.exitAfterClose)) {
+          return (fail("\(exit) before reading \"\(op)\""), true)
+        }
+        return (fail("stopped reading its input (\"\(op)\": \(reason))"), true)
+      }
+    }
+    guard let outcome else { return }
+    // Everything waiting fails with it, this operation too: by the pipeline once it is in line.
+    endPipeline(outcome.failure)
+    if !outcome.inLine { done(.failure(outcome.failure)) }
+  }
+
+  private func performPipelined(_ operation: AdapterOperation, until: ContinuousClock.Instant?)
+    throws(AdapterFailure) -> AdapterAck
+  {
+    let result = Mutex<Result<AdapterAck, AdapterFailure>?>(nil)
+    let answered = DispatchSemaphore(value: 0)
+    submit(operation, until: until) { r in
+      let first = result.withLock { slot in
+        defer { if slot == nil { slot = r } }
+        return slot == nil
+      }
+      if first { answered.signal() }
+    }
+    // The line thread enforces the deadline; this one only guards against its loss.
+    let backstop = DispatchTime.now() + .nanoseconds(Int(clamping: (deadline + .seconds(5)).nanoseconds))
+    if answered.wait(timeout: backstop) == .timedOut {
+      throw failure.withLock { $0 }
+        ?? AdapterFailure(description: "\(label) did not answer \"\(operation.name)\" (no line thread)")
+    }
+    switch result.withLock({ $0 }) {
+    case .success(let ack)?: return ack
+    case .failure(let f)?: throw f
+    case nil: throw AdapterFailure(description: "\(label) did not answer \"\(operation.name)\"")
+    }
+  }
+
+  /// Stops pipelining with `failure`: returns the operations that were waiting, each failed.
+  @discardableResult
+  private func endPipeline(_ failure: AdapterFailure?) -> [Pending] {
+    let (waiting, onFailure, report) = pipeline.withLock { p in
+      let waiting = Array(p.pending)
+      p.pending.removeAll()
+      let report = !p.ended && !p.exitExpected
+      p.ended = true
+      return (waiting, p.onFailure, report)
+    }
+    let reason = failure ?? self.failure.withLock { $0 } ?? AdapterFailure(description: "\(label) has ended")
+    for w in waiting { w.done(.failure(reason)) }
+    if report, let failure { onFailure?(failure) }
+    return waiting
+  }
+
+  /// The line thread of a pipelined process: every line, checked, to its place.
+  private func dispatchLines() {
+    let onEvent = pipeline.withLock { $0.onEvent }
+    while true {
+      let due = pipeline.withLock { $0.pending.first?.due }
+      let wake = min(due ?? .now.advanced(by: .seconds(1)), .now.advanced(by: .milliseconds(250)))
+      let next = channel.next(until: wake)
+      // What waits now: an operation may have been written while this thread waited.
+      let head = pipeline.withLock { $0.pending.first }
+      switch next {
+      case .line(let line):
+        let number = linesRead.wrappingAdd(1, ordering: .relaxed).newValue
+        let answering = head.map { " (in answer to \"\($0.op)\")" } ?? ""
+        switch Self.line(from: line, answering: head?.op ?? "", source: "stdout line \(number)") {
+        case .failure(let problem):
+          endPipeline(fail("\(problem)\(answering)"))
+          return
+        case .success(.event(let event)):
+          onEvent?(event)
+          // Lines that keep coming do not stretch an operation's deadline.
+          if let head, ContinuousClock.now >= head.due {
+            endPipeline(fail("did not acknowledge \"\(head.op)\" \(describe(head.bound, head.started))"))
+            return
+          }
+        case .success(.ack(let ack)):
+          guard let head else {
+            endPipeline(fail("acknowledged id \(ack.id) with no operation waiting (stdout line \(number))"))
+            return
+          }
+          guard ack.id == head.id else {
+            endPipeline(
+              fail(
+                "acknowledged id \(ack.id), expected \(head.id) (\"\(head.op)\"): acks come in the order of operations")
+            )
+            return
+          }
+          // Failed meanwhile (a write that timed out ends the pipeline): its done has run.
+          let mine = pipeline.withLock { p -> Bool in
+            guard p.pending.first?.id == head.id else { return false }
+            _ = p.pending.popFirst()
+            if head.op == "shutdown" { p.exitExpected = true }
+            return true
+          }
+          guard mine else { return }
+          if let error = ack.error {
+            let text = error.stringValue ?? Self.excerpt(Array((try? JSONText.serialize(error)) ?? []))
+            head.done(.failure(AdapterFailure(description: "\(label) failed \(head.op): \(text)")))
+          } else {
+            head.done(.success(ack))
+          }
+        }
+      case .timedOut:
+        if let head, ContinuousClock.now >= head.due {
+          endPipeline(fail("did not acknowledge \"\(head.op)\" \(describe(head.bound, head.started))"))
+          return
+        }
+        // Killed or shut down with nothing waiting, yet stdout stays open (a child that escaped
+        // the process group holds it): nothing more is read, and this thread ends.
+        if head == nil, pipeline.withLock({ $0.exitExpected || $0.ended }) {
+          endPipeline(nil)
+          return
+        }
+      case .problem(let problem):
+        if failing.load(ordering: .acquiring) {
+          endPipeline(awaitFailure())
+          return
+        }
+        endPipeline(pipeline.withLock { $0.exitExpected } ? nil : fail(problem))
+        return
+      case .closed:
+        if pipeline.withLock({ $0.exitExpected }) {
+          endPipeline(nil)
+          return
+        }
+        if failing.load(ordering: .acquiring) {
+          endPipeline(awaitFailure())
+          return
+        }
+        if let exit = group.waitForExit(until: .now.advanced(by: limits.exitAfterClose)) {
+          endPipeline(fail("\(exit) in the middle of the run" + (head.map { " (during \"\($0.op)\")" } ?? "")))
+        } else {
+          endPipeline(fail("closed its stdout but kept running; its process group was killed"))
+        }
+        return
+      }
+    }
+  }
+
+  /// The failure a ``fail(_:)`` in progress on another thread is about to keep.
+  private func awaitFailure() -> AdapterFailure {
+    let end = ContinuousClock.now.advanced(by: limits.reap + .seconds(1))
+    while ContinuousClock.now < end {
+      if let f = failure.withLock({ $0 }) { return f }
+      usleep(2_000)
+    }
+    return failure.withLock { $0 } ?? AdapterFailure(description: "\(label) was killed by the harness")
+  }
+
   /// The handshake: protocol version, implementation and capabilities.
   func hello() throws(AdapterFailure) -> Hello {
     let (_, ack) = try perform(.hello)
@@ -299,6 +554,7 @@ public final class AdapterProcess: Sendable {
   /// Ends the process and everything in its process group at once (SIGKILL): a crash. Later
   /// operations fail.
   func kill() {
+    pipeline.withLock { $0.exitExpected = true }
     group.kill()
     group.reap(within: limits.reap)
     failure.withLock { f in

@@ -32,22 +32,24 @@ protocol EmitterUnderTest: AnyObject, Sendable {
   /// Whether `chunks(_:)` should get many chunks at a time (one round trip to an adapter for
   /// all of them) rather than one.
   var prefersBatches: Bool { get }
-  /// Sends chunks in order until one is refused; returns how many were sent, and the refusal.
-  func chunks(_ batch: [JSONValue]) -> (sent: Int, refusal: EmitterError?)
+  /// Sends chunks in order until one is refused; `then` gets how many were sent, and the
+  /// refusal: at once, or (an adapter in real time) when the implementation has answered.
+  func chunks(_ batch: [JSONValue], then: @escaping @Sendable ((sent: Int, refusal: EmitterError?)) -> Void)
 }
 
 extension StreamEmitter: EmitterUnderTest {
   var prefersBatches: Bool { false }
 
-  func chunks(_ batch: [JSONValue]) -> (sent: Int, refusal: EmitterError?) {
+  func chunks(_ batch: [JSONValue], then: @escaping @Sendable ((sent: Int, refusal: EmitterError?)) -> Void) {
     for (i, value) in batch.enumerated() {
       do throws(EmitterError) {
         try chunk(value)
       } catch {
-        return (i, error)
+        then((i, error))
+        return
       }
     }
-    return (batch.count, nil)
+    then((batch.count, nil))
   }
 }
 

@@ -49,14 +49,23 @@ final class ReferenceRun: Sendable {
     self.scenario = scenario
     self.seed = seed
     self.options = options
+    var executor: DispatchQueue?
     if scenario.time.mode == .virtual {
       let m = ManualClock()
       manual = m
       clock = m
+    } else if options.adapterCommand != nil {
+      // Real time through adapters: the harness's side runs on one serial queue.
+      let queue = DispatchQueue(label: "kensho.harness")
+      executor = queue
+      manual = nil
+      clock = RunClock(queue: queue)
     } else {
       manual = nil
-      clock = SystemClock.shared
+      clock = RunClock()
     }
+    // Through adapters in real time, a chunk's latency counts from the producer's `send` of it.
+    let stampsSends = executor != nil
     var config = BusConfiguration()
     var defects: BusDefects = []
     if options.leakingReference || options.referenceDefects.contains(.leaksEndedStreams) {
@@ -100,6 +109,9 @@ final class ReferenceRun: Sendable {
         let tag = recorder.sent(m, origin: .bus, at: now)
         stateRef.withLock { s in
           s.wire[m.type, default: 0] += 1
+          if stampsSends && m.type == .streamChunk, let id = m.streamId, let i = s.streamIndex[id] {
+            s.records[i].stampSend(at: SystemClock.shared.nanoseconds())
+          }
         }
         let verdict = injector.apply(m, tag: tag)
         // A message that survives the faults waits in a slow consumer's inbox.
@@ -118,7 +130,7 @@ final class ReferenceRun: Sendable {
         let host = try AdapterHost(
           command: command, scenario: scenario, seed: seed, network: network, clock: clock, config: config,
           deadline: options.adapterDeadline, log: options.adapterLog,
-          recorder: recorder)
+          recorder: recorder, executor: executor)
         adapters = host
         let buses = host.makeBuses()
         busesBox.withLock { $0 = buses }
@@ -188,9 +200,6 @@ final class ReferenceRun: Sendable {
       return "UNSUPPORTED: relay scenarios run against the reference bus only for now (an adapter's workers do not "
         + "join a relay yet)"
     }
-    if adapters != nil && manual == nil {
-      return "UNSUPPORTED: real-time scenarios run in process only; adapters run on virtual time"
-    }
     if let hello = adapters?.hello {
       let missing = Self.capabilitiesNeeded(by: scenario).subtracting(hello.capabilities).sorted()
       if !missing.isEmpty {
@@ -219,6 +228,9 @@ final class ReferenceRun: Sendable {
       memory = MemoryMeter(
         threadLocal: manual != nil, enabled: options.measure, excluding: { recorder.bytes + injector.bytes })
     }
+    // Scenario time 0 is now, not when the adapter processes began to start (a real-time run
+    // through adapters has no bus of its own that read the clock before).
+    if adapters != nil, let runClock = clock as? RunClock { runClock.restart() }
     // The wall deadline counts from before the baseline: through a slow adapter, readings take time.
     let started = wall.nanoseconds()
     adapters?.setOverallDeadline(ContinuousClock.now.advanced(by: wallDeadline))
@@ -273,6 +285,10 @@ final class ReferenceRun: Sendable {
           problem = "interrupted with \(openCount) streams open"
           break
         }
+        if let failure = adapters?.failure.withLock({ $0 }) {
+          problem = failure
+          break
+        }
         if DispatchTime.now() >= end {
           problem = "deadline of \(Int(limit / 1e6)) ms passed with \(openCount) streams open"
           break
@@ -294,6 +310,9 @@ final class ReferenceRun: Sendable {
     }
     // A run out of wall-clock time takes no more readings (through an adapter, each is an operation).
     if wall.nanoseconds() <= wallLimit && !options.cancelled() { memory.markEnd() }
+    // Real time through adapters: the harness's timers stop, and what its queue was doing ends,
+    // before the history is taken.
+    if adapters != nil, let runClock = clock as? RunClock { runClock.stop() }
     return problem
   }
 

@@ -11,12 +11,19 @@ import Synchronization
 ///
 /// Messages an implementation sends come out as `send` events and enter the harness network,
 /// which validates, faults and routes them like any other; messages for a hosted worker go in
-/// as `deliver` operations. Time is virtual: the harness advances each process's clock to the
-/// deadline of its next timer, as the process reports it.
+/// as `deliver` operations.
+///
+/// In virtual time the harness advances each process's clock to the deadline of its next timer,
+/// as the process reports it, one operation at a time. In real time (the `real_time`
+/// capability) each process runs on its own clock and operations are pipelined: events come
+/// whenever they happen and are handled, with the acks of pipelined operations and the
+/// harness's own timers, on one serial queue (`executor`), so that the harness's side of the
+/// run is as sequential as in virtual time.
 final class AdapterHost: Sendable {
   let hello: AdapterProcess.Hello
   private let processes: [String: AdapterProcess]  // by agent name
   private let agentOf: [String: String]  // worker → agent
+  private let hostedBy: [String: Set<String>]  // agent → its workers
   private let busesBox = Mutex<[String: RemoteBus]>([:])
   private let scheduled = Mutex<[String: Int64]>([:])
   /// Agents whose process the harness killed (a crash): their workers take no operations.
@@ -26,14 +33,26 @@ final class AdapterHost: Sendable {
   /// The first failure of any process; the run stops with it.
   let failure = Mutex<String?>(nil)
   let recorder: HistoryRecorder
+  /// Real time: the serial queue of the harness's side of the run; nil in virtual time.
+  let executor: DispatchQueue?
+  /// The run is over: operations are no longer sent, and what fails no longer counts.
+  private let closing = Atomic<Bool>(false)
+  /// Agents whose process is being shut down: what fails there then is the shutdown's to report.
+  private let shuttingDown = Mutex<Set<String>>([])
+  /// Marks the executor, so that an operation written from it first writes the deliveries
+  /// already routed (they came first).
+  private static let onExecutor = DispatchSpecificKey<Bool>()
 
   init(
     command: String, scenario: Scenario, seed: UInt64, network: LocalNetwork, clock: any BusClock,
-    config: BusConfiguration, deadline: Duration, log: (@Sendable (String) -> Void)?, recorder: HistoryRecorder
+    config: BusConfiguration, deadline: Duration, log: (@Sendable (String) -> Void)?, recorder: HistoryRecorder,
+    executor: DispatchQueue? = nil
   ) throws(AdapterFailure) {
     self.network = network
     self.clock = clock
     self.recorder = recorder
+    self.executor = executor
+    let time: AdapterConfiguration.Time = executor == nil ? .virtual : .real
     var processes: [String: AdapterProcess] = [:]
     var agentOf: [String: String] = [:]
     var hello: AdapterProcess.Hello?
@@ -50,20 +69,89 @@ final class AdapterHost: Sendable {
         processes[host.key] = process
         let h = try process.hello()
         hello = hello ?? h
-        guard h.capabilities.contains("virtual_time") else {
-          throw AdapterFailure(description: "UNSUPPORTED: \(h.name) has no virtual_time capability")
+        let needed = time == .real ? "real_time" : "virtual_time"
+        guard h.capabilities.contains(needed) else {
+          throw AdapterFailure(
+            description:
+              "UNSUPPORTED: \(h.name) has no \(needed) capability, which a \(time.rawValue)-time scenario needs")
         }
         let configure = AdapterConfiguration(
           workers: host.workers, streamTimeoutMs: Double(config.streamTimeout.nanoseconds) / 1e6,
           sweepIntervalMs: Double(config.sweepInterval.nanoseconds) / 1e6, seed: Int64(bitPattern: seed),
-          creditWindow: config.flowControlWindow)
+          creditWindow: config.flowControlWindow, time: time)
         _ = try process.perform(.configure(configure))
         for worker in host.workers { agentOf[worker] = host.key }
       }
     }
     self.processes = processes
     self.agentOf = agentOf
+    hostedBy = Dictionary(grouping: agentOf.keys, by: { agentOf[$0] ?? "" }).mapValues(Set.init)
     self.hello = hello ?? AdapterProcess.Hello(name: "unnamed", version: "?", capabilities: [])
+  }
+
+  /// Real time: every process's lines are read as they come, their events handled on the executor.
+  private func startPipelines() {
+    guard let executor else { return }
+    executor.setSpecific(key: Self.onExecutor, value: true)
+    for (key, process) in processes {
+      guard let worker = agentOf.first(where: { $0.value == key })?.key else { continue }
+      process.startPipelining(
+        onEvent: { [weak self] event in
+          guard let self else { return }
+          // Events the executor has not handled yet are bounded: an implementation that writes
+          // them faster than the harness handles them for long is flooding it.
+          let waiting = self.eventsWaiting.wrappingAdd(1, ordering: .relaxed).newValue
+          if waiting == Self.maxEventsWaiting {
+            self.fail(
+              worker,
+              "\(process.label) wrote more than \(Self.maxEventsWaiting) events faster than the harness could handle them (flooding)"
+            )
+          }
+          guard waiting <= Self.maxEventsWaiting else { return }
+          executor.async {
+            self.eventsWaiting.subtract(1, ordering: .relaxed)
+            self.handle(worker, event)
+          }
+        },
+        onFailure: { [weak self] failure in self?.record(failure, of: key) })
+    }
+  }
+
+  /// Real time: events read and not yet handled by the executor.
+  private let eventsWaiting = Atomic<Int>(0)
+  /// More waiting than this is a flood. Events answer the harness's own operations, whose
+  /// number in flight is bounded (a producer's batch, a delivery's messages), so a conforming
+  /// implementation stays far below.
+  static let maxEventsWaiting = 1_000_000
+
+  /// Keeps the first failure of a process the harness did not kill, unless the run is over.
+  private func record(_ failure: AdapterFailure, of agent: String) {
+    guard !shuttingDown.withLock({ $0.contains(agent) }), !dead.withLock({ $0.contains(agent) }) else { return }
+    self.failure.withLock { if $0 == nil { $0 = failure.description } }
+  }
+
+  /// Real time: writes `operation` without waiting; `then` runs on the executor with its ack,
+  /// or nil when it failed (the failure is kept and stops the run).
+  func submit(_ operation: AdapterOperation, then: (@Sendable (AdapterAck?) -> Void)? = nil) {
+    guard let executor, failure.withLock({ $0 == nil }), !closing.load(ordering: .relaxed),
+      let worker = operation.worker, let agent = agentOf[worker], let process = processes[agent],
+      !dead.withLock({ $0.contains(agent) })
+    else {
+      then?(nil)
+      return
+    }
+    flushRoutedFirst(operation)
+    process.submit(operation) { [weak self] result in
+      guard let self else { return }
+      executor.async {
+        switch result {
+        case .success(let ack): then?(ack)
+        case .failure(let failure):
+          self.record(failure, of: agent)
+          then?(nil)
+        }
+      }
+    }
   }
 
   /// The remote bus of every worker, attached to the network.
@@ -76,6 +164,7 @@ final class AdapterHost: Sendable {
       network.endpoint(worker).start(receiver: bus)
     }
     busesBox.withLock { $0 = buses }
+    startPipelines()
     return buses
   }
 
@@ -86,9 +175,11 @@ final class AdapterHost: Sendable {
     guard failure.withLock({ $0 == nil }), let worker = operation.worker, let agent = agentOf[worker],
       let process = processes[agent], !dead.withLock({ $0.contains(agent) })
     else { return nil }
+    flushRoutedFirst(operation)
     do {
       let (events, ack) = try process.perform(operation)
-      if let next = ack.nextTimerMs {
+      // In real time the process keeps its own timers, and its events come on their own.
+      if executor == nil, let next = ack.nextTimerMs {
         // A timer deadline in scenario time the clock can represent with room to spare.
         guard next <= Self.maxTimerMs else {
           throw AdapterFailure(
@@ -102,7 +193,9 @@ final class AdapterHost: Sendable {
       handlePending.withLock { $0.append(contentsOf: events.map { (worker, $0) }) }
       return ack
     } catch {
-      failure.withLock { if $0 == nil { $0 = (error as? AdapterFailure)?.description ?? "\(error)" } }
+      if !shuttingDown.withLock({ $0.contains(agent) }) && !dead.withLock({ $0.contains(agent) }) {
+        failure.withLock { if $0 == nil { $0 = (error as? AdapterFailure)?.description ?? "\(error)" } }
+      }
       return nil
     }
   }
@@ -200,7 +293,7 @@ final class AdapterHost: Sendable {
   /// The workers hosted by the process that hosts `worker`.
   func hosted(with worker: String) -> Set<String> {
     guard let agent = agentOf[worker] else { return [] }
-    return Set(agentOf.filter { $0.value == agent }.map(\.key))
+    return hostedBy[agent] ?? []
   }
 
   /// Ends the run with `text` (the first failure wins) and kills the process that wrote it.
@@ -226,6 +319,7 @@ final class AdapterHost: Sendable {
   /// Handles the events collected by operations, in order, until none are left; then hands
   /// the messages that arrived meanwhile to their workers.
   func drain() {
+    if executor != nil { return }  // real time: events are handled on the executor as they come
     deliveries.withLock { $0.depth += 1 }
     while let (worker, event) = handlePending.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) {
       handle(worker, event)
@@ -240,6 +334,16 @@ final class AdapterHost: Sendable {
   /// A message for `worker`. Messages that arrive while events are being handled go to their
   /// workers together afterwards, one `deliver` each worker, in the order they arrived.
   func deliver(_ message: KenshoMessage, to worker: String) {
+    if let executor {
+      // Real time: what arrives while the executor is busy goes out together, after it.
+      let first = deliveries.withLock { d in
+        d.pending.append((worker, message))
+        defer { d.flushing = true }
+        return !d.flushing
+      }
+      if first { executor.async { self.flushPipelined() } }
+      return
+    }
     let now = deliveries.withLock { d in
       d.pending.append((worker, message))
       return d.depth == 0 && !d.flushing
@@ -269,7 +373,38 @@ final class AdapterHost: Sendable {
     deliveries.withLock { $0.flushing = false }
   }
 
+  /// Real time, on the executor: messages the network routed before this operation reach their
+  /// workers before it does, as the history records them (a cancel delivered, then a chunk
+  /// refused), not after it.
+  private func flushRoutedFirst(_ operation: AdapterOperation) {
+    guard executor != nil, DispatchQueue.getSpecific(key: Self.onExecutor) == true,
+      operation.name != "deliver", deliveries.withLock({ !$0.pending.isEmpty })
+    else { return }
+    flushPipelined()
+  }
+
+  /// Real time: the messages waiting, one pipelined `deliver` a worker, in the order they came.
+  private func flushPipelined() {
+    let batch = deliveries.withLock { d in
+      defer {
+        d.pending = []
+        d.flushing = false
+      }
+      return d.pending
+    }
+    var order: [String] = []
+    var groups: [String: [JSONValue]] = [:]
+    for (worker, message) in batch {
+      if groups[worker] == nil { order.append(worker) }
+      groups[worker, default: []].append(KenshoCodec.json(message))
+    }
+    for worker in order { submit(.deliver(worker: worker, messages: groups[worker] ?? [])) }
+  }
+
   private func handle(_ worker: String, _ event: AdapterEvent) {
+    // Real time: what a process wrote before the harness killed it (a crash) is not handled
+    // after it, as in virtual time where it would never have been read.
+    if executor != nil, let agent = agentOf[worker], dead.withLock({ $0.contains(agent) }) { return }
     let buses = busesBox.withLock { $0 }
     // An event names a worker of the process that wrote it, never another's (no impersonation).
     let hosted = hosted(with: worker)
@@ -341,8 +476,10 @@ final class AdapterHost: Sendable {
 
   /// Shuts every process down; returns the first thing one did wrong meanwhile, if any.
   func shutdown() -> String? {
+    closing.store(true, ordering: .relaxed)
     var first: String?
     for key in processes.keys.sorted() {
+      shuttingDown.withLock { _ = $0.insert(key) }
       if let problem = processes[key]?.shutdown(), first == nil { first = problem.description }
     }
     return first
@@ -527,13 +664,23 @@ final class RemoteEmitter: EmitterUnderTest, Sendable {
 
   var prefersBatches: Bool { true }
 
-  func chunks(_ batch: [JSONValue]) -> (sent: Int, refusal: EmitterError?) {
-    let ack = host.perform(.chunks(worker: worker, streamId: streamId, data: batch))
-    host.drain()
+  func chunks(_ batch: [JSONValue], then: @escaping @Sendable ((sent: Int, refusal: EmitterError?)) -> Void) {
+    let operation = AdapterOperation.chunks(worker: worker, streamId: streamId, data: batch)
+    guard host.executor != nil else {
+      let ack = host.perform(operation)
+      host.drain()
+      then(outcome(of: ack, batch: batch.count))
+      return
+    }
+    // Real time: pipelined; the producer carries on when the ack comes.
+    let count = batch.count
+    host.submit(operation) { [self] ack in then(outcome(of: ack, batch: count)) }
+  }
+
+  private func outcome(of ack: AdapterAck?, batch: Int) -> (sent: Int, refusal: EmitterError?) {
     let reported = ack?.sent ?? 0
-    guard reported <= batch.count else {
-      host.fail(
-        worker, "\(host.label(of: worker)) acknowledged chunks with sent \(reported) for a batch of \(batch.count)")
+    guard reported <= batch else {
+      host.fail(worker, "\(host.label(of: worker)) acknowledged chunks with sent \(reported) for a batch of \(batch)")
       return (0, .closed)
     }
     let sent = reported

@@ -22,10 +22,26 @@ struct StreamRecord: Sendable {
   var terminals = 0
   var intendedOpen: Int64 = 0
   var emits = Deque<Emit>()
+  /// How many of `emits`, from the first, carry the wall time of their `send` (adapters in real
+  /// time: latency counts from the producer's send, not from the harness's operation).
+  var sendsStamped = 0
   var sentDigest: RunningDigest?
   var receivedDigest: RunningDigest?
 
   init(group: Int) { self.group = group }
+
+  /// The producer sent the next chunk of this stream now.
+  mutating func stampSend(at wall: Int64) {
+    guard sendsStamped < emits.count else { return }
+    emits[sendsStamped].wall = wall
+    sendsStamped += 1
+  }
+
+  /// The first emit, which a delivered chunk answers.
+  mutating func popEmit() -> Emit? {
+    if sendsStamped > 0 { sendsStamped -= 1 }
+    return emits.popFirst()
+  }
 }
 
 struct RunState: Sendable {
@@ -87,4 +103,42 @@ final class RunStateBox: Sendable {
   private let mutex: Mutex<RunState>
   init(_ state: sending RunState) { mutex = Mutex(state) }
   func withLock<R: Sendable>(_ body: (inout RunState) -> R) -> R { mutex.withLock { body(&$0) } }
+}
+
+/// The system's monotonic clock, counted from the start of a run, so that a real-time
+/// scenario's times (`startMs`, `atMs`, the deadline) mean the same as in virtual time. With a
+/// queue, its timers run one at a time on that queue: the harness's clock for a real-time run
+/// through adapters, where events, acks and timers take turns on it.
+final class RunClock: BusClock {
+  private let origin: Atomic<Int64>
+  private let stopped = Atomic<Bool>(false)
+  let queue: DispatchQueue
+  private let base = SystemClock.shared
+
+  init(queue: DispatchQueue? = nil) {
+    origin = Atomic(base.nanoseconds())
+    self.queue = queue ?? DispatchQueue(label: "kensho.run-clock", attributes: .concurrent)
+  }
+
+  /// Moves 0 to now: for the start of a workload whose implementation took a while to start
+  /// (adapter processes), before anything is scheduled on this clock or reads it.
+  func restart() { origin.store(base.nanoseconds(), ordering: .relaxed) }
+
+  func nanoseconds() -> Int64 { base.nanoseconds() &- origin.load(ordering: .relaxed) }
+
+  /// The run is over: timers due from now on do nothing (an open model stops opening streams),
+  /// and, once this returns, nothing already due runs on a serial queue any more.
+  func stop() {
+    stopped.store(true, ordering: .relaxed)
+    queue.sync(flags: .barrier) {}
+  }
+
+  func schedule(at deadline: Int64, _ action: @escaping @Sendable () -> Void) -> TimerHandle {
+    let handle = TimerHandle()
+    let delay = max(0, deadline &- nanoseconds())
+    queue.asyncAfter(deadline: .now() + .nanoseconds(Int(clamping: delay))) { [self] in
+      if !handle.isCancelled && !self.stopped.load(ordering: .relaxed) { action() }
+    }
+    return handle
+  }
 }

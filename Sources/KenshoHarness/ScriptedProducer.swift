@@ -27,8 +27,12 @@ extension ReferenceRun {
     }
   }
 
+  /// Emits the chunks due from `next` on. `limit` bounds a batch to an adapter: after a
+  /// refusal for want of credit, twice what the consumer granted last time, doubling back up
+  /// to ``maxBatch`` (a batch the window refuses is work thrown away, on both sides).
   func pump(
-    worker: String, behaviour: ProducerBehaviour, generator: ChunkGenerator, stream: any EmitterUnderTest, next: Int
+    worker: String, behaviour: ProducerBehaviour, generator: ChunkGenerator, stream: any EmitterUnderTest, next: Int,
+    limit: Int = maxBatch
   ) {
     if state.withLock({ $0.crashed.contains(worker) }) { return }
     let step = Nanos.from(ms: behaviour.intervalMs)
@@ -43,7 +47,7 @@ extension ReferenceRun {
     let now = clock.nanoseconds()
     let batch: Int
     if step == 0 {
-      batch = 256
+      batch = Self.maxBatch
     } else {
       var due = next
       while due < behaviour.chunks && intendedOpen &+ Int64(due + 1) &* step <= now { due += 1 }
@@ -51,7 +55,10 @@ extension ReferenceRun {
     }
     if stream.prefersBatches {
       // An adapter: one round trip for the whole batch.
-      let end = min(behaviour.chunks, next + batch)
+      // In virtual time every chunk due goes in one operation, as before; in real time a
+      // batch is bounded (see `limit`).
+      let cap = adapters?.executor != nil ? limit : Int.max
+      let end = min(behaviour.chunks, next + min(batch, cap))
       let values = (next..<end).map { generator.chunk($0) }
       let sentAt = wall.nanoseconds()
       let now = clock.nanoseconds()
@@ -68,24 +75,31 @@ extension ReferenceRun {
       let calls = values.enumerated().map { k, value in
         recorder.begin(.emit(h, index: Int32(clamping: next + k), payload: value.ijsonFingerprint, result: .ok), at: at)
       }
-      let (sent, refusal) = stream.chunks(values)
-      // The calls after the refused one never happened: they are marked closed, not ok.
-      for (k, call) in calls.enumerated() where k >= sent {
-        recorder.settle(call, k == sent ? Self.result(refusal) : .closed)
-      }
-      state.withLock { s in
-        guard let i = streamIndex else { return }
-        for _ in sent..<values.count { _ = s.records[i].emits.popLast() }
-        if digests {
-          if s.records[i].sentDigest == nil { s.records[i].sentDigest = RunningDigest() }
-          for k in next..<(next + sent) { s.records[i].sentDigest?.update(data: generator.bytes(k)) }
+      let count = values.count
+      stream.chunks(values) { [self] sent, refusal in
+        // The calls after the refused one never happened: they are marked closed, not ok.
+        for (k, call) in calls.enumerated() where k >= sent {
+          recorder.settle(call, k == sent ? Self.result(refusal) : .closed)
         }
+        state.withLock { s in
+          guard let i = streamIndex else { return }
+          for _ in sent..<count { _ = s.records[i].emits.popLast() }
+          if digests {
+            if s.records[i].sentDigest == nil { s.records[i].sentDigest = RunningDigest() }
+            for k in next..<(next + sent) { s.records[i].sentDigest?.update(data: generator.bytes(k)) }
+          }
+        }
+        if let refusal {
+          if refusal == .noCredit {
+            resumeOnCredit(worker, behaviour, generator, stream, at: next + sent, limit: max(1, 2 * sent))
+          }
+          return
+        }
+        proceed(
+          worker: worker, behaviour: behaviour, generator: generator, stream: stream, at: next + sent,
+          intendedOpen: intendedOpen, limit: min(Self.maxBatch, 2 * limit))
       }
-      index = next + sent
-      if let refusal {
-        if refusal == .noCredit { resumeOnCredit(worker, behaviour, generator, stream, at: index) }
-        return
-      }
+      return
     }
     while !stream.prefersBatches && index < behaviour.chunks && index < next + batch {
       let value = generator.chunk(index)
@@ -115,12 +129,24 @@ extension ReferenceRun {
       }
       index += 1
     }
+    proceed(
+      worker: worker, behaviour: behaviour, generator: generator, stream: stream, at: index, intendedOpen: intendedOpen)
+  }
+
+  /// Once chunks up to `index` are out: the next turn of the pump, or the producer's finish.
+  func proceed(
+    worker: String, behaviour: ProducerBehaviour, generator: ChunkGenerator, stream: any EmitterUnderTest,
+    at index: Int,
+    intendedOpen: Int64, limit: Int = maxBatch
+  ) {
+    let step = Nanos.from(ms: behaviour.intervalMs)
+    let h = recorder.streamIndex(stream.streamId) ?? WireRecord.none
     if index < behaviour.chunks {
       let resume = index
       let nextDue = step == 0 ? clock.nanoseconds() : intendedOpen &+ Int64(index + 1) &* step
       let at = step > 0 && step < Self.burstWindow ? max(nextDue, clock.nanoseconds() &+ Self.burstWindow) : nextDue
       _ = clock.schedule(at: at) { [self] in
-        pump(worker: worker, behaviour: behaviour, generator: generator, stream: stream, next: resume)
+        pump(worker: worker, behaviour: behaviour, generator: generator, stream: stream, next: resume, limit: limit)
       }
       return
     }
@@ -157,14 +183,17 @@ extension ReferenceRun {
   /// scenario time (1 ms), rather than one timer per chunk.
   static let burstWindow: Int64 = 1_000_000
 
+  /// The most chunks in one batch to an adapter.
+  static let maxBatch = 256
+
   /// Flow control: waits for the consumer's credit, then carries on from chunk `index`.
   func resumeOnCredit(
     _ worker: String, _ behaviour: ProducerBehaviour, _ generator: ChunkGenerator, _ stream: any EmitterUnderTest,
-    at index: Int
+    at index: Int, limit: Int = maxBatch
   ) {
     stream.onCredit { [self] in
       _ = clock.schedule(at: clock.nanoseconds()) {
-        self.pump(worker: worker, behaviour: behaviour, generator: generator, stream: stream, next: index)
+        self.pump(worker: worker, behaviour: behaviour, generator: generator, stream: stream, next: index, limit: limit)
       }
     }
   }

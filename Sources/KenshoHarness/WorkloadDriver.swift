@@ -149,7 +149,7 @@ extension ReferenceRun {
         let group = scenario.workload[r.group]
         let cancel = group.cancelAfterChunks.map { r.received == $0 } ?? false
         return (
-          cancel, group.throwingCallbacks.contains(.onChunk), r.streamId, r.emits.popFirst(),
+          cancel, group.throwingCallbacks.contains(.onChunk), r.streamId, r.popEmit(),
           index == 0 ? r.intendedOpen : nil
         )
       }
@@ -194,6 +194,7 @@ extension ReferenceRun {
         let first = r.terminals == 1
         if first {
           r.emits.removeAll()
+          r.sendsStamped = 0
           if options.measure { completion = UInt64(max(0, now - r.intendedOpen)) }
         }
         return (first, r.group, r.streamId)

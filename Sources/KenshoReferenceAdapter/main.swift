@@ -10,9 +10,16 @@ import KenshoProtocol
 import Synchronization
 
 /// Events written before the next ack. The adapter handles one operation at a time on the
-/// main thread; the lock only satisfies the compiler about the callbacks that write here.
+/// main thread. In real time, timers fire on other threads: what they cause outside an
+/// operation is written at once; the lock keeps lines whole and in order.
 final class Output: Sendable {
-  private let lines = Mutex<[Data]>([])
+  private struct State {
+    var lines: [Data] = []
+    var inOperation = false
+    var realTime = false
+  }
+
+  private let state = Mutex(State())
 
   func emit(_ event: AdapterEvent) {
     write(event.json)
@@ -20,19 +27,33 @@ final class Output: Sendable {
 
   func write(_ line: JSONValue) {
     guard let data = try? KenshoCodec.encode(line) else { return }
-    lines.withLock { $0.append(data) }
+    state.withLock { s in
+      s.lines.append(data)
+      if s.realTime && !s.inOperation { Self.flush(&s) }
+    }
   }
 
+  /// Real time: from now on, events outside an operation go out as they happen.
+  func startRealTime() { state.withLock { $0.realTime = true } }
+
+  func beginOperation() { state.withLock { $0.inOperation = true } }
+
+  /// Writes what is waiting, then ends the operation.
   func flush() {
-    let pending = lines.withLock { l in
-      defer { l = [] }
-      return l
+    state.withLock { s in
+      Self.flush(&s)
+      s.inOperation = false
     }
+  }
+
+  private static func flush(_ s: inout State) {
+    guard !s.lines.isEmpty else { return }
     var all = Data()
-    for line in pending {
+    for line in s.lines {
       all.append(line)
       all.append(0x0A)
     }
+    s.lines = []
     FileHandle.standardOutput.write(all)
   }
 }
@@ -58,6 +79,7 @@ final class IdBox: Sendable {
 }
 
 let output = Output()
+/// Virtual time's clock, moved by `advance`; in real time, the buses run on the system clock.
 let clock = ManualClock()
 var buses: [String: MessageBus] = [:]
 let emitters = Mutex<[String: StreamEmitter]>([:])
@@ -106,15 +128,17 @@ func milliseconds(_ v: Double?) -> Duration? { v.map(Nanos.duration(ms:)) }
     return [
       "protocol": .string(AdapterProtocolFormat.version),
       "implementation": ["name": "kensho-reference", "version": "0.1.0", "language": "swift"],
-      "capabilities": ["virtual_time", "stats", "cancel", "seq", "peer_down", "flow_control", "memory"],
+      "capabilities": ["virtual_time", "real_time", "stats", "cancel", "seq", "peer_down", "flow_control", "memory"],
     ]
   case .configure(let c):
     if let t = milliseconds(c.streamTimeoutMs) { configuration.streamTimeout = t }
     if let s = milliseconds(c.sweepIntervalMs) { configuration.sweepInterval = s }
     if c.relay != nil { throw SerializedError(message: "no relay capability here") }
+    if c.time == .real { output.startRealTime() }
+    let busClock: any BusClock = c.time == .real ? SystemClock.shared : clock
     for name in c.workers {
       buses[name] = try MessageBus(
-        name: name, transport: AdapterTransport(worker: name, output: output), clock: clock,
+        name: name, transport: AdapterTransport(worker: name, output: output), clock: busClock,
         configuration: configuration)
     }
     return [:]
@@ -228,6 +252,7 @@ while let line = readLine(strippingNewline: true) {
   let id = json.objectValue?["id"]?.intValue.map { Int(clamping: $0) } ?? 0
   var ack = AdapterAck(id: id)
   var isShutdown = false
+  output.beginOperation()
   switch AdapterOperation.decode(json, source: "stdin line \(lineNumber)") {
   case .failure(let error):
     ack.error = .string("\(error)")

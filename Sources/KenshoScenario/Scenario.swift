@@ -354,6 +354,9 @@ public enum Metric: String, Sendable, Hashable, CaseIterable {
   case latencyP99Us = "latency_p99_us"
   case latencyP999Us = "latency_p999_us"
   case latencyMaxUs = "latency_max_us"
+  /// p99 of the latency from when each chunk was due (open model: corrected for coordinated
+  /// omission), in scenario time.
+  case correctedLatencyP99Us = "corrected_latency_p99_us"
   case chunksPerSecond = "chunks_per_second"
   case bytesPerSecond = "bytes_per_second"
   case retainedBytes = "retained_bytes"

@@ -41,18 +41,39 @@ extension StreamTimeline {
 }
 
 extension RunRecord {
-  /// Emitter calls for stream `s` after scenario time `t` (exclusive) and after history index `i`.
-  func emitResults(stream s: Int, afterEvent i: Int) -> [(result: EmitResult, t: Int64)] {
-    var out: [(EmitResult, Int64)] = []
-    for entry in history.events[(i + 1)...] {
+  /// Every stream's emitter calls (chunks and finishes), each with its history index, in
+  /// history order: one pass, so that a check asking per stream stays linear in the history.
+  func emitCalls() -> EmitCalls {
+    var byStream: [Int: [(event: Int, result: EmitResult, t: Int64)]] = [:]
+    for (i, entry) in history.events.enumerated() {
       switch entry.event {
-      case .emit(let st, _, _, let r) where Int(st) == s: out.append((r, entry.t))
-      case .finish(let st, _, let r) where Int(st) == s: out.append((r, entry.t))
+      case .emit(let st, _, _, let r): byStream[Int(st), default: []].append((i, r, entry.t))
+      case .finish(let st, _, let r): byStream[Int(st), default: []].append((i, r, entry.t))
       default: break
       }
     }
-    return out
+    return EmitCalls(byStream: byStream)
   }
+}
+
+/// Emitter calls by stream, from ``RunRecord/emitCalls()``.
+struct EmitCalls {
+  let byStream: [Int: [(event: Int, result: EmitResult, t: Int64)]]
+
+  /// Stream `s`'s emitter calls after history index `i`, in order.
+  func after(stream s: Int, event i: Int) -> ArraySlice<(event: Int, result: EmitResult, t: Int64)> {
+    guard let calls = byStream[s] else { return [] }
+    var low = 0
+    var high = calls.count
+    while low < high {
+      let mid = (low + high) / 2
+      if calls[mid].event <= i { low = mid + 1 } else { high = mid }
+    }
+    return calls[low...]
+  }
+}
+
+extension RunRecord {
 
   /// History indices of the deliveries of `stream_cancel` to a stream's producer, with whether
   /// the cancel came from the stream's consumer, while the producer had not finished.
@@ -152,6 +173,7 @@ extension Metrics {
     case .latencyP99Us: chunkLatency?.p99
     case .latencyP999Us: chunkLatency?.p999
     case .latencyMaxUs: chunkLatency?.max
+    case .correctedLatencyP99Us: chunkLatencyCorrected?.p99
     case .chunksPerSecond: wallSeconds > 0 ? chunksPerSecond : nil
     case .bytesPerSecond: wallSeconds > 0 ? bytesPerSecond : nil
     case .retainedBytes: retainedBytes.map(Double.init)

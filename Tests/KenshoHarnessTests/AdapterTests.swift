@@ -48,7 +48,12 @@ struct AdapterTests {
       let inProcess = run(scenario, impl: nil)
       let viaAdapter = run(scenario, impl: adapter)
       #expect(viaAdapter.error == nil, "\(scenario.name): \(viaAdapter.error ?? "")")
-      for (a, b) in zip(inProcess.checks, viaAdapter.checks) where b.verdict != .unsupported {
+      // Performance bounds (rule PERF) judge the machine as much as the bus: beside the other
+      // tests, a wall-clock latency bound may hold in one run and not the other. In real time,
+      // memory in process is the whole process's allocations, the other tests' included.
+      let noisy: Set = scenario.time.mode == .real ? ["PERF", "KSP-9.2", "KSP-9.3"] : ["PERF"]
+      for (a, b) in zip(inProcess.checks, viaAdapter.checks) where b.verdict != .unsupported && !noisy.contains(a.rule)
+      {
         #expect(a.verdict == b.verdict, "\(scenario.name) \(a.rule) \(a.name): \(a.observed) vs \(b.observed)")
       }
     }
@@ -58,8 +63,40 @@ struct AdapterTests {
   func javascriptPasses() throws {
     for scenario in try lightScenarios() {
       let result = run(scenario, impl: nodeAdapter)
-      #expect(result.verdict.isSuccess, "\(scenario.name): \(result.checks.filter { !$0.verdict.isSuccess })")
+      // Wall-clock bounds (rule PERF) are for the main job, on a quiet machine.
+      let failed = result.checks.filter { !$0.verdict.isSuccess && $0.rule != "PERF" }
+      #expect(failed.isEmpty && result.error == nil, "\(scenario.name): \(failed) \(result.error ?? "")")
     }
+  }
+
+  @Test(
+    "a real-time scenario against an adapter without real_time is UNSUPPORTED, naming the capability",
+    .enabled(if: hasNode, "needs node"))
+  func realTimeNeedsTheCapability() throws {
+    let scenario = try ScenarioLoader.load(
+      file: packageRoot.appendingPathComponent("Scenarios/realtime-open-load.json").path)
+    let result = run(scenario, impl: nodeAdapter + " --without-capability real_time")
+    #expect(result.verdict == .unsupported)
+    #expect(result.error?.contains("no real_time capability") == true, "\(result.error ?? "")")
+    #expect(result.checks.allSatisfy { $0.verdict == .unsupported })
+  }
+
+  @Test(
+    "in real time through an adapter, latency is measured on the harness's clock: every chunk, corrected and not",
+    .enabled(if: hasNode, "needs node"))
+  func realTimeLatencyMeasured() throws {
+    let scenario = try ScenarioLoader.load(
+      file: packageRoot.appendingPathComponent("Scenarios/realtime-open-load.json").path)
+    let result = run(scenario, impl: nodeAdapter)
+    #expect(result.error == nil, "\(result.error ?? "")")
+    #expect(result.checks.allSatisfy { $0.verdict == .pass || $0.rule == "PERF" }, "\(result.checks)")
+    let latency = try #require(result.metrics.chunkLatency)
+    let corrected = try #require(result.metrics.chunkLatencyCorrected)
+    #expect(latency.count == 2000 && corrected.count == 2000)
+    // From when a chunk was due is never shorter than from when it was sent.
+    #expect(corrected.p50 >= latency.p50)
+    // The workload took its 5 s of opening: scenario time 0 is its start, not the processes' start.
+    #expect(result.metrics.wallSeconds >= 4.9, "\(result.metrics.wallSeconds)")
   }
 
   @Test(
@@ -131,6 +168,24 @@ struct DefectCatalogueTests {
     return DefectCatalogue.parse(listing: text)
   }
 
+  /// Scenarios/NAME.json, with a soak's streams cut to a quarter (and its count expectations
+  /// dropped): one stream at a time through node in a debug build, 20 000 streams take minutes,
+  /// and a leak of every finished stream shows as well in 5 000. The full soaks run in the main
+  /// job, and through `kensho-bench catalogue`.
+  static func scaled(_ name: String) throws -> Scenario {
+    let path = packageRoot.appendingPathComponent("Scenarios/\(name).json").path
+    guard name.hasPrefix("soak-"),
+      var json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any],
+      var workload = json["workload"] as? [[String: Any]]
+    else { return try ScenarioLoader.load(file: path) }
+    for i in workload.indices {
+      if let streams = workload[i]["streams"] as? Int { workload[i]["streams"] = max(500, streams / 4) }
+    }
+    json["workload"] = workload
+    json["expect"] = (json["expect"] as? [[String: Any]])?.filter { $0["metric"] == nil }
+    return try ScenarioLoader.load(data: try JSONSerialization.data(withJSONObject: json), file: path)
+  }
+
   @Test(
     "every catalogued defect is caught honestly: a check failed on a rule it claims, and passed without it",
     .enabled(if: hasNode, "needs node"), arguments: catalogue.map(\.defect))
@@ -141,7 +196,7 @@ struct DefectCatalogueTests {
     var clean: [ScenarioResult] = []
     var broken: [ScenarioResult] = []
     for name in entry.scenarios {
-      let scenario = try ScenarioLoader.load(file: packageRoot.appendingPathComponent("Scenarios/\(name).json").path)
+      let scenario = try Self.scaled(name)
       clean.append(run(scenario, impl: nodeAdapter))
       broken.append(run(scenario, impl: nodeAdapter + " --defect \(defect)"))
     }

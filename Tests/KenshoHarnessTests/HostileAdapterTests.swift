@@ -208,6 +208,13 @@ struct HostileAdapterTests {
     Hostile(mode: "wrong-version", says: ["speaks adapter protocol \"kensho-adapter/0\""]),
     Hostile(mode: "crash", says: ["exited (status 3)", "\"deliver\""]),
     Hostile(mode: "wrong-id", says: ["acknowledged id", "\"register\""]),
+    // Real time: operations pipelined, lines read by a thread of their own.
+    Hostile(
+      mode: "wrong-id", says: ["acknowledged id", "\"register\"", "in the order of operations"],
+      scenario: "realtime-open-load"),
+    Hostile(mode: "garbage", says: ["not a JSON object", "this is not JSON"], scenario: "realtime-open-load"),
+    Hostile(mode: "hang", says: ["did not acknowledge \"call\" within 3.0 seconds"], scenario: "realtime-open-load"),
+    Hostile(mode: "crash", says: ["exited (status 3)"], scenario: "realtime-open-load"),
     Hostile(
       mode: "timer", extra: ["--value", "1e300"],
       says: ["stdout line", "$.nextTimerMs: expected a time in ms from 0 to 9000000000000 or null, found 1e+300"]),

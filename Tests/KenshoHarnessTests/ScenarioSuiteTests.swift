@@ -14,20 +14,32 @@ func scenarioFiles() -> [String] {
   return ((try? ScenarioLoader.files(in: [folder])) ?? []).map { ($0 as NSString).lastPathComponent }
 }
 
+/// Every scenario against the reference bus, with measurement off. The main job
+/// (`kensho-bench Scenarios/`, which `.ci/run` runs after the tests and which fails CI on
+/// anything but a pass) runs the same files with measurement on: together they show that the
+/// suite passes, and that measuring never changes a verdict, without running it twice here.
 @Suite("Scenario suite (end to end)", .serialized)
 struct ScenarioSuiteTests {
-  @Test("the scenario passes against the reference bus", arguments: scenarioFiles())
+  @Test(
+    "the scenario passes against the reference bus, with measurement off (no memory, no latency)",
+    arguments: scenarioFiles())
   func scenarioPasses(_ file: String) throws {
     let path = packageRoot.appendingPathComponent("Scenarios").appendingPathComponent(file).path
     let scenario = try ScenarioLoader.load(file: path)
-    let result = ScenarioRunner(wallDeadline: .seconds(240)).run(scenario)
-    for check in result.checks where check.verdict != .pass {
+    let result = ScenarioRunner(wallDeadline: .seconds(240), options: RunOptions(measure: false)).run(scenario)
+    // Without measurement the memory checks are UNSUPPORTED and the latency bounds UNTESTED
+    // (nothing measured); every other check passes.
+    func excused(_ check: CheckResult) -> Bool {
+      check.verdict == .unsupported || (check.verdict == .untested && check.rule == "PERF")
+    }
+    for check in result.checks where check.verdict != .pass && !excused(check) {
       Issue.record(
         "\(check.rule) \(check.name): expected \(check.expected); observed \(check.observed) \(check.detail ?? "")")
     }
-    #expect(result.verdict == .pass)
+    #expect(result.verdict.isSuccess && result.verdict != .nonStrict)
     #expect(result.error == nil)
     #expect(result.metrics.streamsCompleted == result.metrics.streamsOpened)
+    #expect(result.metrics.chunkLatency == nil && result.samples.isEmpty)
   }
 
   @Test("the suite covers every scenario the issue names")

@@ -10,8 +10,9 @@ public struct CancelStopsProducer: Check {
   public func judge(_ run: RunRecord) -> CheckOutcome {
     let cancels = run.cancelDeliveries().filter(\.fromConsumer)
     guard !cancels.isEmpty else { return .untested("no consumer's stream_cancel reached an active producer") }
+    let calls = run.emitCalls()
     for c in cancels {
-      if let accepted = run.emitResults(stream: c.stream, afterEvent: c.event).first(where: { $0.result == .ok }) {
+      if let accepted = calls.after(stream: c.stream, event: c.event).first(where: { $0.result == .ok }) {
         return .fail(
           observed: "\(cancels.count) cancels delivered",
           run.counterexample(

@@ -12,10 +12,11 @@ public struct ForeignCancelIgnored: Check {
     let foreign = all.filter { !$0.fromConsumer }
     guard !foreign.isEmpty else { return .untested("no foreign stream_cancel reached an active producer") }
     let genuine = Set(all.filter(\.fromConsumer).map(\.stream))
+    let calls = run.emitCalls()
     for c in foreign where !genuine.contains(c.stream) {
       // Refused as cancelled, or as closed (an adapter may forget a cancelled emitter at once):
       // the producer had not finished, so only the cancel can have stopped it.
-      let stopped = run.emitResults(stream: c.stream, afterEvent: c.event).first {
+      let stopped = calls.after(stream: c.stream, event: c.event).first {
         $0.result == .cancelled || $0.result == .closed
       }
       if let refused = stopped {
