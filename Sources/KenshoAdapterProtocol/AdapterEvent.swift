@@ -35,6 +35,34 @@ public enum AdapterEvent: Sendable, Hashable {
     }
   }
 
+  /// Its line, without the newline, as `JSONText.serialize(json)` writes it, written without
+  /// making the object (the adapter's hot path).
+  public func write(into out: inout [UInt8]) throws(JSONText.ParseError) {
+    var o: [(String, JSONValue)] = [("event", .string(name))]
+    if let worker { o.append(("worker", .string(worker))) }
+    switch self {
+    case .send(_, let message): o.append(("message", message))
+    case .handler(_, let method, let streamId, let args):
+      o += [("method", .string(method)), ("streamId", .string(streamId)), ("args", args)]
+    case .callback(let kind, _, let streamId, let value):
+      o += [("streamId", streamId.map { .string($0) } ?? .null), (kind.member, value)]
+    case .credit(_, let streamId): o.append(("streamId", .string(streamId)))
+    case .log(_, let message): o.append(("message", .string(message)))
+    }
+    try JSONText.writeObject(o, into: &out)
+  }
+
+  /// The line of `.send(worker:message:)` for `message`, written from the message itself.
+  public static func writeSend(worker: String, message: KenshoMessage, into out: inout [UInt8])
+    throws(JSONText.ParseError)
+  {
+    out.append(contentsOf: #"{"event":"send","message":"#.utf8)
+    try KenshoCodec.write(message, into: &out)
+    out.append(contentsOf: #","worker":"#.utf8)
+    JSONText.append(string: worker, to: &out)
+    out.append(UInt8(ascii: "}"))
+  }
+
   /// Its line, without the newline.
   public var json: JSONValue {
     var o: [String: JSONValue] = ["event": .string(name)]
@@ -113,7 +141,35 @@ public enum AdapterLine: Sendable, Hashable {
   /// The line checked against ``AdapterProtocolFormat/event``, and an ack against the ack of
   /// `op` (the operation it answers): the typed line, or every problem with its JSON path.
   /// `source` names the line in problems ("implementation for producer, stdout line 12").
+  /// The lines of the hot path (`send` and the callbacks), recognised without the general
+  /// checker when they are plainly well formed: exactly the declared members, strings well
+  /// within their bounds (UTF-8 bytes bound the scalars the declaration counts). What this
+  /// accepts, the declaration accepts; anything else is left to the checker (nil), which
+  /// alone says what is wrong.
+  static func common(_ o: [String: JSONValue]) -> Self? {
+    guard case .string(let name)? = o["event"], case .string(let worker)? = o["worker"],
+      (1...256).contains(worker.utf8.count)
+    else { return nil }
+    if name == "send" {
+      guard o.count == 3, let message = o["message"] else { return nil }
+      return .event(.send(worker: worker, message: message))
+    }
+    guard o.count == 4, let kind = CallbackEvent(rawValue: name), let value = o[kind.member] else { return nil }
+    switch o["streamId"] {
+    case .null?: return .event(.callback(kind, worker: worker, streamId: nil, value: value))
+    case .string(let id)? where (1...1024).contains(id.utf8.count):
+      return .event(.callback(kind, worker: worker, streamId: id, value: value))
+    default: return nil
+    }
+  }
+
   public static func decode(_ line: JSONValue, answering op: String, source: String) -> Result<Self, AdapterLineError> {
+    if case .object(let o) = line, let common = common(o) { return .success(common) }
+    return checked(line, answering: op, source: source)
+  }
+
+  /// ``decode(_:answering:source:)`` by the general checker alone.
+  static func checked(_ line: JSONValue, answering op: String, source: String) -> Result<Self, AdapterLineError> {
     let checker = FormatChecker(file: source)
     let members = line.objectValue
     let shape: Shape

@@ -127,6 +127,23 @@ public enum AdapterOperation: Sendable, Hashable {
     }
   }
 
+  /// The line of `.deliver(worker:messages:)` for `messages`, as `JSONText.serialize` writes
+  /// its `json(id:)`, written from the messages themselves (the harness's hot path).
+  public static func writeDeliver(id: Int, worker: String, messages: [KenshoMessage], into out: inout [UInt8])
+    throws(JSONText.ParseError)
+  {
+    out.append(contentsOf: #"{"id":"#.utf8)
+    try JSONText.append(.int(Int64(id)), to: &out)
+    out.append(contentsOf: #","messages":["#.utf8)
+    for (i, message) in messages.enumerated() {
+      if i > 0 { out.append(UInt8(ascii: ",")) }
+      try KenshoCodec.write(message, into: &out)
+    }
+    out.append(contentsOf: #"],"op":"deliver","worker":"#.utf8)
+    JSONText.append(string: worker, to: &out)
+    out.append(UInt8(ascii: "}"))
+  }
+
   /// Its line, without the newline: a JSON object with `op`, `id` and its members.
   public func json(id: Int) -> JSONValue {
     var o: [String: JSONValue] = ["op": .string(name), "id": .int(Int64(id))]

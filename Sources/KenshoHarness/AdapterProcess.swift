@@ -156,15 +156,18 @@ public final class AdapterProcess: Sendable {
     case operation, overall, caller
   }
 
+  /// Writes an operation's line for an id, where the caller has a faster way than its JSON.
+  typealias Line = @Sendable (Int, inout [UInt8]) throws(JSONText.ParseError) -> Void
+
   private typealias Prepared = (
     op: String, id: Int, bytes: [UInt8], end: ContinuousClock.Instant, bound: Bound, started: ContinuousClock.Instant
   )
 
   /// An operation's id, line and deadline: the nearest of the adapter timeout, the overall
   /// deadline and the caller's `until`.
-  private func prepare(_ operation: AdapterOperation, until: ContinuousClock.Instant?) -> Result<
-    Prepared, AdapterFailure
-  > {
+  private func prepare(
+    _ operation: AdapterOperation, until: ContinuousClock.Instant?, line: Line? = nil
+  ) -> Result<Prepared, AdapterFailure> {
     let op = operation.name
     let started = ContinuousClock.now
     var end = started.advanced(by: deadline)
@@ -173,7 +176,15 @@ public final class AdapterProcess: Sendable {
     if let until, until < end { (end, bound) = (until, .caller) }
     let id = nextId.wrappingAdd(1, ordering: .relaxed).newValue
     do {
-      return .success((op, id, try JSONText.serialize(operation.json(id: id)) + [0x0A], end, bound, started))
+      var bytes: [UInt8]
+      if let line {
+        bytes = []
+        try line(id, &bytes)
+      } else {
+        bytes = try JSONText.serialize(operation.json(id: id))
+      }
+      bytes.append(0x0A)
+      return .success((op, id, bytes, end, bound, started))
     } catch {
       // The harness's own values: a non-finite number never comes from a scenario.
       return .failure(AdapterFailure(description: "cannot encode \"\(op)\" for \(label): \(error)"))
@@ -361,8 +372,9 @@ public final class AdapterProcess: Sendable {
 
   /// Writes `operation` and returns; `done` runs on the process's line thread with its ack, or
   /// at once (on this thread) when it cannot be written. Pipelined processes only.
+  /// `line`, when given, writes the operation's line (the same bytes as its JSON, faster).
   func submit(
-    _ operation: AdapterOperation, until: ContinuousClock.Instant? = nil,
+    _ operation: AdapterOperation, until: ContinuousClock.Instant? = nil, line: Line? = nil,
     done: @escaping @Sendable (Result<AdapterAck, AdapterFailure>) -> Void
   ) {
     let op = operation.name
@@ -371,7 +383,7 @@ public final class AdapterProcess: Sendable {
       let id: Int
       let bytes: [UInt8]
       let (end, bound, started): (ContinuousClock.Instant, Bound, ContinuousClock.Instant)
-      switch prepare(operation, until: until) {
+      switch prepare(operation, until: until, line: line) {
       case .success(let p): (id, bytes, end, bound, started) = (p.id, p.bytes, p.end, p.bound, p.started)
       case .failure(let failure): return (failure, false)
       }

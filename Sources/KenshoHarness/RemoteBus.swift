@@ -132,7 +132,9 @@ final class AdapterHost: Sendable {
 
   /// Real time: writes `operation` without waiting; `then` runs on the executor with its ack,
   /// or nil when it failed (the failure is kept and stops the run).
-  func submit(_ operation: AdapterOperation, then: (@Sendable (AdapterAck?) -> Void)? = nil) {
+  func submit(
+    _ operation: AdapterOperation, line: AdapterProcess.Line? = nil, then: (@Sendable (AdapterAck?) -> Void)? = nil
+  ) {
     guard let executor, failure.withLock({ $0 == nil }), !closing.load(ordering: .relaxed),
       let worker = operation.worker, let agent = agentOf[worker], let process = processes[agent],
       !dead.withLock({ $0.contains(agent) })
@@ -141,7 +143,7 @@ final class AdapterHost: Sendable {
       return
     }
     flushRoutedFirst(operation)
-    process.submit(operation) { [weak self] result in
+    process.submit(operation, line: line) { [weak self] result in
       guard let self else { return }
       executor.async {
         switch result {
@@ -393,12 +395,20 @@ final class AdapterHost: Sendable {
       return d.pending
     }
     var order: [String] = []
-    var groups: [String: [JSONValue]] = [:]
+    var groups: [String: [KenshoMessage]] = [:]
     for (worker, message) in batch {
       if groups[worker] == nil { order.append(worker) }
-      groups[worker, default: []].append(KenshoCodec.json(message))
+      groups[worker, default: []].append(message)
     }
-    for worker in order { submit(.deliver(worker: worker, messages: groups[worker] ?? [])) }
+    for worker in order {
+      // The line is written from the messages (the hot path), not from their JSON objects.
+      let messages = groups[worker] ?? []
+      submit(
+        .deliver(worker: worker, messages: []),
+        line: { id, out throws(JSONText.ParseError) in
+          try AdapterOperation.writeDeliver(id: id, worker: worker, messages: messages, into: &out)
+        })
+    }
   }
 
   private func handle(_ worker: String, _ event: AdapterEvent) {
@@ -674,7 +684,7 @@ final class RemoteEmitter: EmitterUnderTest, Sendable {
     }
     // Real time: pipelined; the producer carries on when the ack comes.
     let count = batch.count
-    host.submit(operation) { [self] ack in then(outcome(of: ack, batch: count)) }
+    host.submit(operation, then: { [self] ack in then(outcome(of: ack, batch: count)) })
   }
 
   private func outcome(of ack: AdapterAck?, batch: Int) -> (sent: Int, refusal: EmitterError?) {

@@ -76,6 +76,59 @@ public enum KenshoCodec {
     return .object(o)
   }
 
+  /// Writes `m` after what `out` holds, as `JSONText.serialize(json(m))` writes it, byte for
+  /// byte, without making its object: members in the order of their names.
+  public static func write(_ m: KenshoMessage, into out: inout [UInt8]) throws(JSONText.ParseError) {
+    func member(_ name: StaticString, first: Bool = false) {
+      if !first { out.append(UInt8(ascii: ",")) }
+      out.append(UInt8(ascii: "\""))
+      out.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+      out.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
+    }
+    out.append(UInt8(ascii: "{"))
+    var first = true
+    if let v = m.correlationId {
+      member("correlationId", first: true)
+      JSONText.append(string: v, to: &out)
+      first = false
+    }
+    if let e = m.error {
+      member("error", first: first)
+      try JSONText.append(json(e), to: &out)
+      first = false
+    }
+    member("messageId", first: first)
+    JSONText.append(string: m.messageId, to: &out)
+    if let md = m.metadata {
+      member("metadata")
+      if md.other.isEmpty {
+        var members: [(String, JSONValue)] = []
+        if let credit = md.credit { members.append(("credit", .int(Int64(credit)))) }
+        if let seq = md.seq { members.append(("seq", .int(Int64(seq)))) }
+        try JSONText.writeObject(members, into: &out)
+      } else {
+        try JSONText.append(md.json, to: &out)
+      }
+    }
+    member("payload")
+    try JSONText.append(m.payload, to: &out)
+    member("sourceWorker")
+    JSONText.append(string: m.sourceWorker, to: &out)
+    if let v = m.streamId {
+      member("streamId")
+      JSONText.append(string: v, to: &out)
+    }
+    member("targetWorker")
+    JSONText.append(string: m.targetWorker, to: &out)
+    if let v = m.traceId {
+      member("traceId")
+      JSONText.append(string: v, to: &out)
+    }
+    member("type")
+    JSONText.append(string: m.type.rawValue, to: &out)
+    out.append(UInt8(ascii: "}"))
+  }
+
   /// A serialized error as a JSON object.
   public static func json(_ e: SerializedError) -> JSONValue {
     var o: [String: JSONValue] = ["name": .string(e.name), "message": .string(e.message)]

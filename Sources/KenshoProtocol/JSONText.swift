@@ -66,7 +66,7 @@ public enum JSONText {
     switch value {
     case .null: out.append(contentsOf: "null".utf8)
     case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
-    case .int(let i): out.append(contentsOf: String(i).utf8)
+    case .int(let i): writeInteger(i, into: &out)
     case .double(let d):
       guard d.isFinite else { throw ParseError(offset: out.count, expected: "a finite number") }
       if d == d.rounded(), abs(d) < 1e15 {
@@ -84,18 +84,75 @@ public enum JSONText {
       out.append(UInt8(ascii: "]"))
     case .object(let members):
       out.append(UInt8(ascii: "{"))
-      for (i, key) in members.keys.sorted().enumerated() {
+      // Sorted with their values: no second lookup (and hashing) of each key.
+      for (i, member) in members.sorted(by: { $0.key < $1.key }).enumerated() {
         if i > 0 { out.append(UInt8(ascii: ",")) }
-        writeString(key, into: &out)
+        writeString(member.key, into: &out)
         out.append(UInt8(ascii: ":"))
-        try write(members[key] ?? .null, into: &out)
+        try write(member.value, into: &out)
       }
       out.append(UInt8(ascii: "}"))
     }
   }
 
+  /// Writes an object of `members` as ``serialize(_:)`` writes the same object, without
+  /// making a dictionary of them: for the hot paths that know their members. Names must be
+  /// distinct.
+  public static func writeObject(_ members: [(String, JSONValue)], into out: inout [UInt8]) throws(ParseError) {
+    out.append(UInt8(ascii: "{"))
+    for (i, member) in members.sorted(by: { $0.0 < $1.0 }).enumerated() {
+      if i > 0 { out.append(UInt8(ascii: ",")) }
+      writeString(member.0, into: &out)
+      out.append(UInt8(ascii: ":"))
+      try write(member.1, into: &out)
+    }
+    out.append(UInt8(ascii: "}"))
+  }
+
+  /// Writes `value` compact, with object keys sorted, after what `out` holds.
+  public static func append(_ value: JSONValue, to out: inout [UInt8]) throws(ParseError) {
+    try write(value, into: &out)
+  }
+
+  /// Writes `s` as a JSON string after what `out` holds.
+  public static func append(string s: String, to out: inout [UInt8]) {
+    writeString(s, into: &out)
+  }
+
+  /// Decimal digits of `i`, written without a String in between.
+  static func writeInteger(_ i: Int64, into out: inout [UInt8]) {
+    if i < 0 { out.append(UInt8(ascii: "-")) }
+    var magnitude = i.magnitude
+    var digits: (UInt64, UInt64) = (0, 0)  // 16 bytes of room; 20 digits at most, see below
+    if magnitude >= 10_000_000_000_000_000 {
+      out.append(contentsOf: String(magnitude).utf8)
+      return
+    }
+    var count = 0
+    withUnsafeMutableBytes(of: &digits) { room in
+      repeat {
+        room[15 - count] = UInt8(truncatingIfNeeded: magnitude % 10) &+ 0x30
+        magnitude /= 10
+        count += 1
+      } while magnitude > 0
+      out.append(contentsOf: UnsafeRawBufferPointer(rebasing: room[(16 - count)...]))
+    }
+  }
+
   static func writeString(_ s: String, into out: inout [UInt8]) {
     out.append(UInt8(ascii: "\""))
+    // Most strings need no escape: copied whole, from their contiguous UTF-8.
+    let copied = s.utf8.withContiguousStorageIfAvailable { bytes -> Bool in
+      for byte in bytes where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
+        return false
+      }
+      out.append(contentsOf: bytes)
+      return true
+    }
+    if copied == true {
+      out.append(UInt8(ascii: "\""))
+      return
+    }
     for byte in s.utf8 {
       switch byte {
       case UInt8(ascii: "\""): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
@@ -153,12 +210,14 @@ public enum JSONText {
     mutating func object(depth: Int) throws(ParseError) -> JSONValue {
       guard depth <= JSONText.maxDepth else { throw fail("nesting at most \(JSONText.maxDepth) deep") }
       at += 1
-      var members: [String: JSONValue] = [:]
       skipSpace()
       if at < bytes.count, bytes[at] == UInt8(ascii: "}") {
         at += 1
-        return .object(members)
+        return .object([:])
       }
+      // Members are collected first, so that the dictionary is made once at its size.
+      var pairs: [(String, JSONValue)] = []
+      pairs.reserveCapacity(8)
       while true {
         skipSpace()
         guard at < bytes.count, bytes[at] == UInt8(ascii: "\"") else { throw fail("a member name") }
@@ -167,7 +226,7 @@ public enum JSONText {
         guard at < bytes.count, bytes[at] == UInt8(ascii: ":") else { throw fail("':'") }
         at += 1
         skipSpace()
-        members[key] = try value(depth: depth)
+        pairs.append((key, try value(depth: depth)))
         skipSpace()
         guard at < bytes.count else { throw fail("',' or '}'") }
         if bytes[at] == UInt8(ascii: ",") {
@@ -176,6 +235,8 @@ public enum JSONText {
         }
         guard bytes[at] == UInt8(ascii: "}") else { throw fail("',' or '}'") }
         at += 1
+        var members = [String: JSONValue](minimumCapacity: pairs.count)
+        for (key, value) in pairs { members[key] = value }  // a repeated name: the last one
         return .object(members)
       }
     }
@@ -307,6 +368,12 @@ public enum JSONText {
           throw fail("a digit")
         }
         while at < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[at]) { at += 1 }
+      }
+      if integral, at - start <= 18 {
+        // At most 18 digits (with a sign): an Int64 for sure, read without a String.
+        var i: Int64 = 0
+        for k in (bytes[start] == UInt8(ascii: "-") ? start + 1 : start)..<at { i = i &* 10 &+ Int64(bytes[k] &- 0x30) }
+        return .int(bytes[start] == UInt8(ascii: "-") ? -i : i)
       }
       let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<at]), as: UTF8.self)
       if integral, let i = Int64(text) { return .int(i) }

@@ -14,7 +14,8 @@ import Synchronization
 /// operation is written at once; the lock keeps lines whole and in order.
 final class Output: Sendable {
   private struct State {
-    var lines: [Data] = []
+    /// Lines waiting, each with its newline.
+    var waiting: [UInt8] = []
     var inOperation = false
     var realTime = false
   }
@@ -22,13 +23,25 @@ final class Output: Sendable {
   private let state = Mutex(State())
 
   func emit(_ event: AdapterEvent) {
-    write(event.json)
+    write { out throws(JSONText.ParseError) in try event.write(into: &out) }
   }
 
   func write(_ line: JSONValue) {
-    guard let data = try? KenshoCodec.encode(line) else { return }
+    write { out throws(JSONText.ParseError) in try JSONText.append(line, to: &out) }
+  }
+
+  /// Writes one line with `body`; a line it cannot write (a number that is not finite) is left out.
+  func write(_ body: (inout [UInt8]) throws(JSONText.ParseError) -> Void) {
+    var line: [UInt8] = []
+    line.reserveCapacity(256)
+    do {
+      try body(&line)
+    } catch {
+      return
+    }
+    line.append(0x0A)
     state.withLock { s in
-      s.lines.append(data)
+      s.waiting.append(contentsOf: line)
       if s.realTime && !s.inOperation { Self.flush(&s) }
     }
   }
@@ -47,14 +60,9 @@ final class Output: Sendable {
   }
 
   private static func flush(_ s: inout State) {
-    guard !s.lines.isEmpty else { return }
-    var all = Data()
-    for line in s.lines {
-      all.append(line)
-      all.append(0x0A)
-    }
-    s.lines = []
-    FileHandle.standardOutput.write(all)
+    guard !s.waiting.isEmpty else { return }
+    FileHandle.standardOutput.write(Data(s.waiting))
+    s.waiting.removeAll(keepingCapacity: true)
   }
 }
 
@@ -68,7 +76,9 @@ final class AdapterTransport: Transport {
   }
   func start(receiver: any TransportReceiver) {}
   func send(_ message: KenshoMessage) {
-    output.emit(.send(worker: worker, message: KenshoCodec.json(message)))
+    output.write { out throws(JSONText.ParseError) in
+      try AdapterEvent.writeSend(worker: worker, message: message, into: &out)
+    }
   }
   func close() {}
 }

@@ -1,5 +1,4 @@
 import Foundation
-import FoundationXML
 import KenshoHarness
 import KenshoVerdict
 
@@ -35,7 +34,7 @@ public enum JUnitReport {
       seconds += other.seconds
     }
 
-    func annotate(_ element: XMLElement) {
+    func annotate(_ element: Element) {
       for (name, value) in [
         ("tests", "\(tests)"), ("failures", "\(failures)"), ("errors", "\(errors)"), ("skipped", "\(skipped)"),
         ("time", JUnitReport.seconds(seconds)),
@@ -46,10 +45,10 @@ public enum JUnitReport {
   }
 
   public static func render(_ report: RunReport) -> String {
-    let root = XMLElement(name: "testsuites")
+    let root = Element(name: "testsuites")
     root.addAttribute(attribute("name", "kensho-bench \(report.run.implementation)"))
     var totals = Totals()
-    var suites: [XMLElement] = []
+    var suites: [Element] = []
     if !report.complete {
       let (suite, t) = incomplete(report)
       suites.append(suite)
@@ -67,14 +66,13 @@ public enum JUnitReport {
     }
     totals.annotate(root)
     for suite in suites { root.addChild(suite) }
-    let document = XMLDocument(rootElement: root)
-    document.version = "1.0"
-    document.characterEncoding = "UTF-8"
-    return document.xmlString(options: [.nodePrettyPrint])
+    var out = #"<?xml version="1.0" encoding="UTF-8"?>"# + "\n"
+    root.write(into: &out, indent: 0)
+    return out
   }
 
-  static func suite(_ scenario: ScenarioResult) -> (XMLElement, Totals) {
-    let suite = XMLElement(name: "testsuite")
+  static func suite(_ scenario: ScenarioResult) -> (Element, Totals) {
+    let suite = Element(name: "testsuite")
     suite.addAttribute(attribute("name", scenario.name))
     var totals = Totals()
     totals.tests = scenario.checks.count
@@ -88,7 +86,7 @@ public enum JUnitReport {
     let share = scenario.checks.isEmpty ? 0 : wall / Double(scenario.checks.count)
     let names = uniqueNames(scenario.checks.map { sanitized("\($0.rule) \($0.name)") })
     for (check, name) in zip(scenario.checks, names) {
-      let testcase = XMLElement(name: "testcase")
+      let testcase = Element(name: "testcase")
       testcase.addAttribute(attribute("classname", scenario.name))
       testcase.addAttribute(attribute("name", name))
       testcase.addAttribute(attribute("time", seconds(share)))
@@ -98,13 +96,13 @@ public enum JUnitReport {
       case .pass: break
       case .nonStrict:
         testcase.addChild(
-          XMLElement(name: "system-out", stringValue: sanitized("NON-STRICT (a SHOULD rule): " + text)))
+          Element(name: "system-out", stringValue: sanitized("NON-STRICT (a SHOULD rule): " + text)))
       case .unsupported, .untested:
-        let skipped = XMLElement(name: "skipped")
+        let skipped = Element(name: "skipped")
         skipped.addAttribute(attribute("message", "\(check.verdict.label): " + (check.detail ?? message)))
         testcase.addChild(skipped)
       case .fail, .error:
-        let failure = XMLElement(name: check.verdict == .fail ? "failure" : "error", stringValue: sanitized(text))
+        let failure = Element(name: check.verdict == .fail ? "failure" : "error", stringValue: sanitized(text))
         failure.addAttribute(attribute("message", message))
         failure.addAttribute(attribute("type", check.rule))
         testcase.addChild(failure)
@@ -115,8 +113,8 @@ public enum JUnitReport {
   }
 
   /// The suite of the comparison with `--baseline`.
-  static func baseline(_ report: RunReport) -> (XMLElement, Totals) {
-    let suite = XMLElement(name: "testsuite")
+  static func baseline(_ report: RunReport) -> (Element, Totals) {
+    let suite = Element(name: "testsuite")
     suite.addAttribute(attribute("name", "kensho-bench baseline"))
     let regressions = report.regressions ?? []
     var totals = Totals()
@@ -126,23 +124,23 @@ public enum JUnitReport {
     if let file = report.baseline?.file { suite.addAttribute(attribute("file", file)) }
     let notes = (report.baseline?.notes ?? []).joined(separator: "\n")
     if regressions.isEmpty {
-      let testcase = XMLElement(name: "testcase")
+      let testcase = Element(name: "testcase")
       testcase.addAttribute(attribute("classname", "kensho-bench baseline"))
       testcase.addAttribute(attribute("name", "no regression"))
       testcase.addAttribute(attribute("time", seconds(0)))
-      if !notes.isEmpty { testcase.addChild(XMLElement(name: "system-out", stringValue: sanitized(notes))) }
+      if !notes.isEmpty { testcase.addChild(Element(name: "system-out", stringValue: sanitized(notes))) }
       suite.addChild(testcase)
     }
     let names = uniqueNames(regressions.map { sanitized("\($0.scenario) \($0.metric)") })
     for (r, name) in zip(regressions, names) {
-      let testcase = XMLElement(name: "testcase")
+      let testcase = Element(name: "testcase")
       testcase.addAttribute(attribute("classname", "kensho-bench baseline"))
       testcase.addAttribute(attribute("name", name))
       testcase.addAttribute(attribute("time", seconds(0)))
       let message =
         "\(r.metric) of \(r.scenario): baseline \(number(r.baseline)), now \(number(r.current)) (allowed \(r.allowed)"
         + (r.rule.map { "; compared \($0)" } ?? "") + ")"
-      let failure = XMLElement(name: "failure", stringValue: sanitized(message + (notes.isEmpty ? "" : "\n" + notes)))
+      let failure = Element(name: "failure", stringValue: sanitized(message + (notes.isEmpty ? "" : "\n" + notes)))
       failure.addAttribute(attribute("message", message))
       failure.addAttribute(attribute("type", "REGRESSION"))
       testcase.addChild(failure)
@@ -178,21 +176,21 @@ public enum JUnitReport {
   }
 
   /// The suite that marks an interrupted run.
-  static func incomplete(_ report: RunReport) -> (XMLElement, Totals) {
-    let suite = XMLElement(name: "testsuite")
+  static func incomplete(_ report: RunReport) -> (Element, Totals) {
+    let suite = Element(name: "testsuite")
     suite.addAttribute(attribute("name", "kensho-bench"))
     var totals = Totals()
     totals.tests = 1
     totals.errors = 1
     totals.annotate(suite)
-    let testcase = XMLElement(name: "testcase")
+    let testcase = Element(name: "testcase")
     testcase.addAttribute(attribute("classname", "kensho-bench"))
     testcase.addAttribute(attribute("name", "run complete"))
     testcase.addAttribute(attribute("time", seconds(0)))
     let message =
       "the run was interrupted" + (report.interruptedBy.map { " by \($0)" } ?? "")
       + "; this report covers only the \(report.scenarios.count) scenarios listed"
-    let error = XMLElement(name: "error", stringValue: sanitized(message))
+    let error = Element(name: "error", stringValue: sanitized(message))
     error.addAttribute(attribute("message", message))
     error.addAttribute(attribute("type", "INCOMPLETE"))
     testcase.addChild(error)
@@ -218,11 +216,63 @@ public enum JUnitReport {
     }
   }
 
-  static func attribute(_ name: String, _ value: String) -> XMLNode {
-    let clean = sanitized(value)
-    let node = XMLNode(kind: .attribute)
-    node.name = name
-    node.stringValue = clean
-    return node
+  static func attribute(_ name: String, _ value: String) -> (name: String, value: String) {
+    (name, sanitized(value))
+  }
+
+  /// One element of the report, written as text. FoundationXML (libxml2) is not used: it
+  /// crashed the process once (a general protection fault in libxml2 while an interrupted run
+  /// wrote its reports under load), and a JUnit report needs only elements, attributes and
+  /// escaped text.
+  final class Element {
+    let name: String
+    private var attributes: [(name: String, value: String)] = []
+    private var children: [Element] = []
+    private let text: String?
+
+    init(name: String, stringValue: String? = nil) {
+      self.name = name
+      self.text = stringValue
+    }
+
+    func addAttribute(_ attribute: (name: String, value: String)) { attributes.append(attribute) }
+    func addChild(_ child: Element) { children.append(child) }
+
+    /// The element, indented by `indent` levels; text stays inline, exactly as given.
+    func write(into out: inout String, indent: Int) {
+      let pad = String(repeating: "    ", count: indent)
+      out += pad + "<" + name
+      for a in attributes { out += " \(a.name)=\"" + Element.escape(a.value, attribute: true) + "\"" }
+      if let text {
+        out += ">" + Element.escape(text, attribute: false) + "</\(name)>\n"
+      } else if children.isEmpty {
+        out += "/>\n"
+      } else {
+        out += ">\n"
+        for child in children { child.write(into: &out, indent: indent + 1) }
+        out += pad + "</\(name)>\n"
+      }
+    }
+
+    /// `value` escaped for XML text or a double-quoted attribute, where line breaks and tabs
+    /// are written as references (a reader would turn them into spaces). Unlike
+    /// ``Markup/escape(_:)`` (HTML), every character XML 1.0 allows is kept as it is.
+    static func escape(_ value: String, attribute: Bool) -> String {
+      var out = ""
+      out.reserveCapacity(value.utf8.count)
+      for scalar in value.unicodeScalars {
+        switch (scalar, attribute) {
+        case ("&", _): out += "&amp;"
+        case ("<", _): out += "&lt;"
+        case (">", _): out += "&gt;"
+        case ("\r", _): out += "&#13;"
+        case ("\"", true): out += "&quot;"
+        case ("\n", true): out += "&#10;"
+        case ("\t", true): out += "&#9;"
+        default: out.unicodeScalars.append(scalar)
+        }
+      }
+      return out
+    }
   }
 }

@@ -64,6 +64,41 @@ struct ReportTests {
     #expect(xml.contains("KSP-5.2 outcome: expected onError code &quot;X&quot;"))
   }
 
+  @Test("JUnit: attribute values and text come back exactly from a parser: quotes, &, <, >, line breaks, tabs")
+  func junitEscapes() throws {
+    let tricky = "a\"b&c<d>e\nf\tg\r\nh ]]> 'i'"
+    let check = CheckResult(
+      name: "outcome", rule: "KSP-4.1", level: .must, verdict: .fail, expected: "x", observed: tricky)
+    let xml = JUnitReport.render(report([result(name: "s&<\"", verdict: .fail, checks: [check])]))
+    final class Delegate: NSObject, XMLParserDelegate {
+      var message: String?
+      var suite: String?
+      var text = ""
+      var inFailure = false
+      func parser(
+        _ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
+        attributes: [String: String] = [:]
+      ) {
+        if name == "failure" {
+          message = attributes["message"]
+          inFailure = true
+        }
+        if name == "testsuite" { suite = attributes["name"] }
+      }
+      func parser(_ parser: XMLParser, foundCharacters string: String) { if inFailure { text += string } }
+      func parser(_ parser: XMLParser, didEndElement name: String, namespaceURI: String?, qualifiedName: String?) {
+        if name == "failure" { inFailure = false }
+      }
+    }
+    let parser = XMLParser(data: Data(xml.utf8))
+    let delegate = Delegate()
+    parser.delegate = delegate
+    #expect(parser.parse(), "\(parser.parserError.map { "\($0)" } ?? ""): \(xml)")
+    #expect(delegate.message == "KSP-4.1 outcome: expected x; observed \(tricky)")
+    #expect(delegate.text == "KSP-4.1 outcome: expected x; observed \(tricky)")
+    #expect(delegate.suite == "s&<\"")
+  }
+
   @Test("JUnit stays well-formed XML 1.0 whatever an implementation sent: U+FFFE, U+FFFF, C0 controls")
   func junitCharacters() throws {
     let hostile = "a\u{FFFE}b\u{FFFF}c\u{0}d\u{1B}[31me\u{8}f\u{B}\u{C}g\u{1F}h"
