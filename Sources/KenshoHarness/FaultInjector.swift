@@ -44,6 +44,9 @@ final class FaultInjector: Sendable {
 
   func attach(_ network: LocalNetwork) { self.network.withLock { $0 = network } }
 
+  /// The run's clock, for those who apply decisions elsewhere (the embedded relay).
+  var now: Int64 { clock.nanoseconds() }
+
   /// Bytes the injector's own bookkeeping holds (taken out of the memory blamed on the bus).
   var bytes: Int64 { state.withLock { $0.bytes } }
 
@@ -69,10 +72,20 @@ final class FaultInjector: Sendable {
     set { slowBox.withLock { $0 = newValue } }
   }
 
-  /// The network's tap: decides the fate of one message.
-  func apply(_ m: KenshoMessage, tag: Int32) -> LocalNetwork.Verdict {
-    guard !faults.isEmpty else { return .deliver }
-    let now = clock.nanoseconds()
+  /// What the faults decided for one message, before it is applied.
+  struct Decision {
+    var drop = false
+    /// Every message between two agents dropped: a cut, not a loss.
+    var partitioned = false
+    var copies = 0
+    var delay: Int64 = 0
+    /// Forged messages to send: what, from which worker, after how long.
+    var forged: [(Fault.Forgery, String?, Int64)] = []
+  }
+
+  /// The faults' decision for `m` sent now, counted in the hits; every random choice from the
+  /// seed. The harness network and the embedded relay apply it each in its own way.
+  func decide(_ m: KenshoMessage, now: Int64) -> Decision {
     var forged: [(Fault.Forgery, String?, Int64)] = []
     let (drop, partitioned, copies, delay): (Bool, Bool, Int, Int64) = state.withLock { s in
       var drop = false
@@ -108,6 +121,17 @@ final class FaultInjector: Sendable {
       }
       return (drop, partitioned, copies, delay)
     }
+    return Decision(drop: drop, partitioned: partitioned, copies: copies, delay: delay, forged: forged)
+  }
+
+  /// The network's tap: decides the fate of one message.
+  func apply(_ m: KenshoMessage, tag: Int32) -> LocalNetwork.Verdict {
+    guard !faults.isEmpty else { return .deliver }
+    let now = clock.nanoseconds()
+    let decision = decide(m, now: now)
+    let (drop, partitioned, copies, delay, forged) = (
+      decision.drop, decision.partitioned, decision.copies, decision.delay, decision.forged
+    )
     let recorder = self.recorder
     if let network = network.withLock({ $0 }) {
       for (index, (what, from, after)) in forged.enumerated() {

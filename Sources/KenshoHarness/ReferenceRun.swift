@@ -145,7 +145,7 @@ final class ReferenceRun: Sendable {
     var relayFailure: String?
     if scenario.network.kind == .relay && adapters == nil && failure == nil {
       do {
-        relay = try RelayNetwork.open(for: scenario, options: options)
+        relay = try RelayNetwork.open(for: scenario, options: options, faults: injector)
       } catch {
         relayFailure = error.description
       }

@@ -17,8 +17,8 @@ final class RelayNetwork: Sendable {
   private let embedded: RelayServer?
   private let process: RelayProcess?
   private let transports = Mutex<[WebSocketTransport]>([])
-  /// The history index of each message sent, by messageId, for its deliveries.
-  private let tags = TagTable()
+  /// The history index of each message sent, by messageId, for its deliveries and faults.
+  private let tags: TagTable
 
   final class TagTable: Sendable {
     let table = Mutex<[String: Int32]>([:])
@@ -27,7 +27,11 @@ final class RelayNetwork: Sendable {
   /// How long the relay and each connection may take to come up.
   static let startDeadline: Duration = .seconds(10)
 
-  private init(url: RelayURL, token: String?, embedded: RelayServer?, process: RelayProcess?, floodFrames: Int) {
+  private init(
+    url: RelayURL, token: String?, embedded: RelayServer?, process: RelayProcess?, floodFrames: Int,
+    tags: TagTable = TagTable()
+  ) {
+    self.tags = tags
     self.floodFrames = max(1, floodFrames)
     self.url = url
     self.token = token
@@ -35,9 +39,18 @@ final class RelayNetwork: Sendable {
     self.process = process
   }
 
-  /// Finds or starts the relay for `scenario`, or says why it cannot.
-  static func open(for scenario: Scenario, options: RunOptions) throws(AdapterFailure) -> RelayNetwork {
+  /// Finds or starts the relay for `scenario`, or says why it cannot. The scenario's faults act
+  /// at the embedded relay (``RelayFaults``); a relay the harness does not run cannot take them.
+  static func open(for scenario: Scenario, options: RunOptions, faults: FaultInjector) throws(AdapterFailure)
+    -> RelayNetwork
+  {
     let token = options.relayToken ?? scenario.network.token
+    if !scenario.faults.isEmpty && (options.relayURL != nil || options.relayCommand != nil) {
+      throw AdapterFailure(
+        description:
+          "UNSUPPORTED: the scenario's faults act at the embedded relay; --relay-url and --relay-cmd name a relay "
+          + "the harness does not run")
+    }
     if let text = options.relayURL {
       do {
         return RelayNetwork(
@@ -58,15 +71,17 @@ final class RelayNetwork: Sendable {
         throw AdapterFailure(description: "--relay-cmd printed an unusable address: \(error)")
       }
     }
+    let tags = TagTable()
+    let policy: (any RelayPolicy)? = scenario.faults.isEmpty ? nil : RelayFaults(injector: faults, tags: tags)
     let started = blockingResult {
-      try await RelayServer.start(configuration: RelayConfiguration(token: scenario.network.token))
+      try await RelayServer.start(configuration: RelayConfiguration(token: scenario.network.token), policy: policy)
     }
     switch started {
     case .success(let server):
       do {
         return RelayNetwork(
           url: try RelayURL(server.url), token: token, embedded: server, process: nil,
-          floodFrames: options.relayProbeFloodFrames)
+          floodFrames: options.relayProbeFloodFrames, tags: tags)
       } catch {
         throw AdapterFailure(description: "the embedded relay's address: \(error)")
       }

@@ -215,10 +215,16 @@ final class Reader: FormatChecker {
             "$.network.kind", expected: "\"harness\" unless time.mode is \"real\" (a relay runs in real time)",
             found: "\"relay\" with time.mode \"\(scenario.time.mode.rawValue)\"")
         }
-        if !scenario.faults.isEmpty {
-          problem(
-            "$.faults", expected: "no faults with network kind \"relay\" (they act on the harness's network)",
-            found: "\(scenario.faults.count) faults")
+        // Drops, copies and delays act at the embedded relay; forged messages need the
+        // harness's own network.
+        for (i, fault) in scenario.faults.enumerated() {
+          if case .forge = fault.kind {
+            problem(
+              "$.faults[\(i)].kind",
+              expected:
+                "drop, duplicate or delay with network kind \"relay\" (forged messages need the harness's network)",
+              found: "\"forge\"")
+          }
         }
       }
     }

@@ -89,3 +89,43 @@ struct RelayScenarioTests {
     #expect(result.error?.contains("HTTP 401") == true, "\(result.error ?? "")")
   }
 }
+
+/// The scenario's faults at the embedded relay (issue #12 item 6): decided and recorded as on
+/// the harness's network, so that the same checks judge them.
+@Suite("Faults at the relay", .serialized)
+struct RelayFaultTests {
+  static func scenario() throws -> Scenario {
+    try ScenarioLoader.load(file: packageRoot.appendingPathComponent("Scenarios/relay-faults.json").path)
+  }
+
+  @Test("relay-faults passes on the reference, and the relay did repeat and delay frames")
+  func faultsHitAndPass() throws {
+    let result = ScenarioRunner(wallDeadline: .seconds(120), options: RunOptions(measure: false)).run(
+      try Self.scenario())
+    #expect(result.verdict == .pass, "\(result.error ?? "") \(result.checks.filter { $0.verdict != .pass })")
+    let hits = result.metrics.faultsInjected
+    // Every stream_request repeated; about a third of the chunks repeated, half delayed.
+    #expect(hits.first { $0.key.hasPrefix("#0 ") }?.value == 12, "\(hits)")
+    #expect((hits.first { $0.key.hasPrefix("#1 ") }?.value ?? 0) > 40, "\(hits)")
+    #expect((hits.first { $0.key.hasPrefix("#2 ") }?.value ?? 0) > 100, "\(hits)")
+  }
+
+  @Test("KSP-2.4: a bus that reruns a repeated stream_request fails handler_runs when the relay repeats it")
+  func duplicateAtTheRelayCaught() throws {
+    var options = RunOptions(measure: false)
+    options.referenceDefects = [.rerunsDuplicateRequests]
+    let result = ScenarioRunner(wallDeadline: .seconds(120), options: options).run(try Self.scenario())
+    let check = result.checks.first { $0.name == "handler_runs" }
+    #expect(check?.verdict == .fail, "\(result.checks.map { "\($0.name) \($0.verdict)" })")
+    #expect(result.verdict == .fail)
+  }
+
+  @Test("faults with a relay the harness does not run are UNSUPPORTED, saying why")
+  func externalRelayCannotTakeFaults() throws {
+    var options = RunOptions(measure: false)
+    options.relayURL = "ws://127.0.0.1:9/"
+    let result = ScenarioRunner(wallDeadline: .seconds(60), options: options).run(try Self.scenario())
+    #expect(result.verdict == .unsupported, "\(result.verdict) \(result.error ?? "")")
+    #expect(result.checks.contains { $0.detail?.contains("embedded relay") == true }, "\(result.checks)")
+  }
+}
