@@ -70,7 +70,7 @@ public enum ScenarioFormat {
             "kind", .oneOf(NetworkSettings.Kind.allCases.map(\.rawValue)), default: "harness",
             "\"harness\": the harness's in-process network (faults apply). \"relay\": a WebSocket relay (KSP-11): "
               + "agents are real clients in real time, on an embedded relay unless --relay-url or --relay-cmd names "
-              + "another; needs time.mode \"real\" and no faults."),
+              + "another; needs time.mode \"real\"; its faults may drop, duplicate or delay, not forge."),
           Field(
             "token", .string(StringShape(minLength: 1, maxLength: 256)),
             "The token relay clients present; the embedded relay (and --relay-cmd's) then requires it (KSP-11.5)."),
@@ -676,7 +676,7 @@ public enum ScenarioFormat {
     "rule ids exist in KSP/1, and an expectation's `rule` is one its check decides",
     "metric `min` ≤ `max`; a uniform delay's `maxMs` ≥ `minMs`",
     "`sampleEveryMs` ≥ `deadlineMs` / 10000000",
-    "a relay network needs `time.mode` \"real\" and no `faults`",
+    "a relay network needs `time.mode` \"real\", and its faults are drops, copies or delays (no `forge`)",
     "workers, streams and chunks summed over the scenario stay within the limits",
   ]
 }
