@@ -35,7 +35,9 @@ extension ReferenceRun {
     let t = Double(clock.nanoseconds()) / 1e6
     let process = Jemalloc.snapshot()
     state.withLock { s in
-      let allocated = s.memory?.current()
+      let reading = s.memory?.current()
+      let allocated = reading?.bytes
+      if reading?.warm == true, s.warmSamplesFromMs == nil { s.warmSamplesFromMs = t }
       if s.samples.count >= 4096 {
         s.samples = s.samples.enumerated().filter { $0.offset % 2 == 0 }.map(\.element)
       }
@@ -43,7 +45,8 @@ extension ReferenceRun {
       s.samples.append(
         Sample(
           t: t, activeStreams: active, emitters: emitters, allocated: allocated, chunksDelivered: s.delivered,
-          streamsCompleted: s.completed, processAllocated: process?.allocated, processActive: process?.active,
+          streamsCompleted: s.completed, openStreams: s.opened - s.completed, processAllocated: process?.allocated,
+          processActive: process?.active,
           processResident: process?.resident,
           latencyP50Us: window.totalCount > 0 ? Double(window.valueAtPercentile(50)) / 1_000 : nil,
           latencyP99Us: window.totalCount > 0 ? Double(window.valueAtPercentile(99)) / 1_000 : nil))
@@ -74,8 +77,9 @@ final class MemoryMeter: Sendable {
     return "\(what); baseline taken again after a warm-up of \(after), whichever came first"
   }
   private let what: String
-  /// Reads memory; `fresh` asks for a new reading where readings are rationed.
-  private let reader: @Sendable (_ fresh: Bool) -> Int64?
+  /// Reads memory; `fresh` asks for a new reading where readings are rationed, and `new` says
+  /// whether the reading was taken now (or is the last one given again).
+  private let reader: @Sendable (_ fresh: Bool) -> (bytes: Int64, new: Bool)?
   /// Streams completed, or chunks delivered, after which the baseline is taken again (0: never):
   /// a runtime with a compiler and lazily built tables grows once as code paths are first used,
   /// which is not memory the streams retain.
@@ -84,7 +88,8 @@ final class MemoryMeter: Sendable {
   private let rebased = Mutex(false)
   /// Readings taken at rest for the baseline; their spread is the noise floor.
   private let restingReadings: Int
-  private let marks = Mutex<(base: Int64, peak: Int64, end: Int64?, floor: Int64)>((0, 0, nil, 0))
+  /// `epoch` counts the baselines taken (the warm-up's is the second).
+  private let marks = Mutex<(base: Int64, peak: Int64, end: Int64?, floor: Int64, epoch: Int)>((0, 0, nil, 0, 0))
 
   /// The harness's own allocator: `excluding` is what the harness itself holds and must not be
   /// blamed on the bus (the run's history).
@@ -96,7 +101,7 @@ final class MemoryMeter: Sendable {
     self.warmUpChunks = 0
     self.reader = { _ in
       let raw = threadLocal ? Jemalloc.threadNet() : Jemalloc.allocated().map(Int64.init)
-      return raw.map { $0 - excluding() }
+      return raw.map { ($0 - excluding(), true) }
     }
   }
 
@@ -105,7 +110,7 @@ final class MemoryMeter: Sendable {
   /// completed.
   init(
     source: String, enabled: Bool, warmUpStreams: Int, warmUpChunks: Int,
-    read: @escaping @Sendable (_ fresh: Bool) -> Int64?
+    read: @escaping @Sendable (_ fresh: Bool) -> (bytes: Int64, new: Bool)?
   ) {
     self.enabled = enabled
     self.what = source
@@ -115,7 +120,7 @@ final class MemoryMeter: Sendable {
     self.reader = read
   }
 
-  private func read(fresh: Bool = false) -> Int64? { enabled ? reader(fresh) : nil }
+  private func read(fresh: Bool = false) -> Int64? { enabled ? reader(fresh)?.bytes : nil }
 
   /// Takes the baseline again, once: the implementation has warmed up.
   func passWarmUp() {
@@ -129,6 +134,7 @@ final class MemoryMeter: Sendable {
     marks.withLock { m in
       m.base = now
       m.peak = 0
+      m.epoch += 1
     }
   }
 
@@ -137,18 +143,22 @@ final class MemoryMeter: Sendable {
     for _ in 0..<restingReadings { if let r = read(fresh: true) { readings.append(r) } }
     let now = readings.last ?? 0
     let floor = (readings.max() ?? 0) - (readings.min() ?? 0)
-    marks.withLock { $0 = (now, 0, nil, floor) }
+    marks.withLock { $0 = (now, 0, nil, floor, 0) }
   }
 
   /// The spread of the readings at rest before the run, bytes (0 for the harness's allocator,
   /// which is exact).
   var noiseFloor: Int { marks.withLock { Int($0.floor) } }
 
-  func current() -> Int? {
-    guard let now = read() else { return nil }
+  /// Memory above the baseline now, for a sample: nil when no reading was taken at this moment
+  /// (a rationed reading given again would pair old memory with new work). `warm`: taken after
+  /// the warm-up's baseline, or with no warm-up to wait for.
+  func current() -> (bytes: Int, warm: Bool)? {
+    guard enabled, let reading = reader(false) else { return nil }
     return marks.withLock { m in
-      m.peak = max(m.peak, now - m.base)
-      return Int(now - m.base)
+      m.peak = max(m.peak, reading.bytes - m.base)
+      guard reading.new else { return nil }
+      return (Int(reading.bytes - m.base), m.epoch > 0 || (warmUpStreams == 0 && warmUpChunks == 0))
     }
   }
 

@@ -224,17 +224,18 @@ final class AdapterHost: Sendable {
   /// after a collection where the adapter declares `memory` (op `memory`), the resident set of
   /// its process group otherwise. A process that is gone (a crash) counts with its last reading,
   /// so that a crash does not look like memory returned. Nil when a reading failed.
-  func memory(fresh: Bool) -> Int64? {
+  /// `new` is false for the last reading given again (rationed).
+  func memory(fresh: Bool) -> (bytes: Int64, new: Bool)? {
     let started = ContinuousClock.now
     if !fresh, let last = rationing.withLock({ $0 }), let total = last.total,
       started - last.at < max(.milliseconds(20), last.took * 10)
     {
-      return total
+      return (total, false)
     }
     let total = readMemory()
     let took = ContinuousClock.now - started
     rationing.withLock { $0 = (started, took, total) }
-    return total
+    return total.map { ($0, true) }
   }
 
   /// Heap snapshots of every live process, for a failed leak verdict, written by the processes

@@ -72,6 +72,9 @@ struct RunState: Sendable {
     Histogram(highestTrackableValue: 3_600_000_000_000, numberOfSignificantValueDigits: .three)
   }
   var samples: [Sample] = []
+  /// Scenario time of the first sample whose memory reading came after the warm-up: the leak
+  /// fit reads no sample before it.
+  var warmSamplesFromMs: Double?
   var stopSampling = false
   var memory: MemoryMeter?
   var wallStart: Int64 = 0

@@ -263,9 +263,16 @@ public struct ScenarioRunner: Sendable {
       {
         m.bytesPerOpenStream = Double(allocated) / Double(busiest.activeStreams)
       }
-      let fitted = s.samples.dropFirst(s.samples.count / 10)
-      m.growthPerStream = slope(fitted.compactMap { x in x.allocated.map { (Double(x.streamsCompleted), Double($0)) } })
-      m.growthPerChunk = slope(fitted.compactMap { x in x.allocated.map { (Double(x.chunksDelivered), Double($0)) } })
+      // The leak fit reads the samples after the warm-up (their baseline is the same), and of
+      // those the later half of the work (GrowthFit).
+      let warm = s.samples.filter { $0.t >= s.warmSamplesFromMs ?? .infinity }
+      let reading = { (x: Sample, work: Int) in
+        x.allocated.map { GrowthFit.Reading(work: Double(work), open: Double(x.openStreams ?? 0), bytes: Double($0)) }
+      }
+      m.growthPerStreamFit = GrowthFit.laterHalf(warm.compactMap { reading($0, $0.streamsCompleted) })
+      m.growthPerChunkFit = GrowthFit.laterHalf(warm.compactMap { reading($0, $0.chunksDelivered) })
+      m.growthPerStream = m.growthPerStreamFit?.slope
+      m.growthPerChunk = m.growthPerChunkFit?.slope
       if let memory, memory.available {
         m.retainedBytes = memory.retained
         m.peakBytes = memory.peak
@@ -315,17 +322,6 @@ public struct ScenarioRunner: Sendable {
       if lines.count > 8 { text += "\n  stderr: … (\(lines.count - 8) more lines)" }
       return .failure(ShellWords.Problem(description: text))
     }
-  }
-
-  /// Least-squares slope of y over x; `nil` with fewer than 5 points or no spread in x.
-  static func slope(_ points: [(Double, Double)]) -> Double? {
-    guard points.count >= 5 else { return nil }
-    let n = Double(points.count)
-    let mx = points.reduce(0) { $0 + $1.0 } / n
-    let my = points.reduce(0) { $0 + $1.1 } / n
-    let sxx = points.reduce(0) { $0 + ($1.0 - mx) * ($1.0 - mx) }
-    guard sxx > 0 else { return nil }
-    return points.reduce(0) { $0 + ($1.0 - mx) * ($1.1 - my) } / sxx
   }
 
   static func summary(_ h: Histogram<UInt64>) -> LatencySummary? {

@@ -611,11 +611,12 @@ public enum HTMLReport {
     if let per = m.bytesPerOpenStream {
       rows.append([.text("bytes per open stream"), .text(Units.bytes(per))])
     }
-    if let g = m.growthPerStream {
-      rows.append([.text("memory growth per stream (fit)"), .text(String(format: "%.2f B", g))])
-    }
-    if let g = m.growthPerChunk {
-      rows.append([.text("memory growth per chunk (fit)"), .text(String(format: "%.4f B", g))])
+    for (unit, fit, digits) in [("stream", m.growthPerStreamFit, 2), ("chunk", m.growthPerChunkFit, 4)] {
+      guard let fit else { continue }
+      let text = String(
+        format: "%.\(digits)f ± %.\(digits)f B, over %@s %.0f to %.0f (%d readings)", fit.slope, fit.margin, unit,
+        fit.fromWork, fit.toWork, fit.points)
+      rows.append([.text("memory growth per \(unit) (fit, later half)"), .text(text)])
     }
     if !m.dropped.isEmpty {
       rows.append([

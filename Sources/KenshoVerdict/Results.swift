@@ -47,9 +47,13 @@ public struct Metrics: Sendable, Hashable, Codable {
   public var latencyCurve: [PercentilePoint] = []
   /// Bytes per open stream at the sample with the most open streams.
   public var bytesPerOpenStream: Double?
-  /// The fitted growth of memory per completed stream and per delivered chunk (KSP-9.2).
+  /// The fitted growth of memory per completed stream and per delivered chunk (KSP-9.2): the
+  /// slopes of ``growthPerStreamFit`` and ``growthPerChunkFit``.
   public var growthPerStream: Double?
   public var growthPerChunk: Double?
+  /// The lines behind them, with their margins and the work they span (``GrowthFit``).
+  public var growthPerStreamFit: GrowthFit?
+  public var growthPerChunkFit: GrowthFit?
   /// Memory allocated when all streams were terminal, minus the baseline before them.
   public var retainedBytes: Int?
   /// Highest memory above the baseline during the run.
@@ -81,6 +85,8 @@ public struct Sample: Sendable, Hashable, Codable {
   public var allocated: Int?
   public var chunksDelivered: Int
   public var streamsCompleted: Int
+  /// Streams opened and not yet terminal, as the harness counts them.
+  public var openStreams: Int?
   /// The process's jemalloc `stats.allocated`, `stats.active` and `stats.resident`.
   public var processAllocated: Int?
   public var processActive: Int?
@@ -91,9 +97,10 @@ public struct Sample: Sendable, Hashable, Codable {
 
   public init(
     t: Double, activeStreams: Int, emitters: Int, allocated: Int?, chunksDelivered: Int, streamsCompleted: Int,
-    processAllocated: Int? = nil, processActive: Int? = nil, processResident: Int? = nil, latencyP50Us: Double? = nil,
-    latencyP99Us: Double? = nil
+    openStreams: Int? = nil, processAllocated: Int? = nil, processActive: Int? = nil, processResident: Int? = nil,
+    latencyP50Us: Double? = nil, latencyP99Us: Double? = nil
   ) {
+    self.openStreams = openStreams
     self.t = t
     self.activeStreams = activeStreams
     self.emitters = emitters

@@ -152,7 +152,7 @@ struct MoreCheckTests {
     var metrics = Metrics()
     metrics.memorySource = "thread"
     metrics.retainedBytes = 100
-    metrics.growthPerStream = 50
+    metrics.growthPerStreamFit = GrowthFit(slope: 50, margin: 4, points: 10, fromWork: 100, toWork: 200)
     let record = RunRecord(history: HistoryBuilder().h, metrics: metrics)
     if case .untested = MemoryReturns(maxBytes: 10).judge(record) {} else { Issue.record("expected untested") }
     metrics.streamsCompleted = 5
@@ -273,5 +273,100 @@ struct ActivityAndEndTests {
     let s = b.stream(finish: .hang)
     b.chunk(s, 0, payload: 1, seen: 1, at: 0)
     #expect(b.judge(EndAfterChunks()).isUntested)
+  }
+}
+
+@Suite("KSP-9.2 leak verdict: a line through the later half of the work, with its margin")
+struct LeakFitTests {
+  /// Readings every 100 units of work from 0 to 10 000: `bytes(work)` plus a scatter of ±`noise`.
+  func readings(noise: Double = 0, _ bytes: (Double) -> Double) -> [GrowthFit.Reading] {
+    (0...100).map { i in
+      let work = Double(i) * 100
+      return GrowthFit.Reading(work: work, bytes: bytes(work) + (i % 2 == 0 ? noise : -noise))
+    }
+  }
+
+  func judge(_ fit: GrowthFit?, limit: Double = 16, floor: Int = 0) -> CheckOutcome {
+    var metrics = Metrics()
+    metrics.memorySource = "test"
+    metrics.memoryNoiseFloorBytes = floor
+    metrics.streamsCompleted = 10_000
+    metrics.growthPerStreamFit = fit
+    return NoLeak(perStream: limit, perChunk: nil).judge(RunRecord(history: HistoryBuilder().h, metrics: metrics))
+  }
+
+  @Test("a steady leak is seen at its full rate, with a margin near zero when readings do not scatter")
+  func steadyLeak() throws {
+    let fit = try #require(GrowthFit.laterHalf(readings { 200 * $0 }))
+    #expect(abs(fit.slope - 200) < 1e-9)
+    #expect(fit.margin < 1e-6)
+    #expect(fit.fromWork == 5_000 && fit.toWork == 10_000 && fit.points == 51)
+    guard case .fail(_, let counterexample) = judge(fit) else {
+      Issue.record("a 200 B/stream leak must fail")
+      return
+    }
+    #expect(counterexample.text.contains("200.0 ± 0.0 B per stream over streams 5000 to 10000"))
+  }
+
+  @Test("a warm-up that levels off is not a leak: the later half is flat")
+  func warmUpLevelsOff() throws {
+    // 300 kB grow over the first 3 000 streams (a runtime's caches), then nothing.
+    let fit = try #require(GrowthFit.laterHalf(readings(noise: 2_000) { min($0, 3_000) * 100 }))
+    #expect(abs(fit.slope) < 1)
+    if case .pass = judge(fit) {} else { Issue.record("a levelled warm-up must pass, got \(judge(fit))") }
+    // The same readings through one line blame the warm-up on the streams.
+    let whole = try #require(GrowthFit.fit(readings(noise: 2_000) { min($0, 3_000) * 100 }))
+    #expect(whole.slope - whole.margin > 16)
+  }
+
+  @Test("a slope whose margin straddles the bound is inconclusive (UNTESTED), not a verdict either way")
+  func scatterIsInconclusive() throws {
+    // 14 B/stream under a scatter of ±60 kB: the margin is wider than the distance to 16.
+    let fit = try #require(GrowthFit.laterHalf(readings(noise: 60_000) { 14 * $0 }))
+    #expect(fit.margin > 2)
+    guard case .untested(let why) = judge(fit) else {
+      Issue.record("expected inconclusive, got \(judge(fit))")
+      return
+    }
+    #expect(why.hasPrefix("inconclusive:"))
+    // With the scatter gone, 14 B/stream passes and 18 fails.
+    if case .pass = judge(GrowthFit.laterHalf(readings { 14 * $0 })) {} else { Issue.record("14 ≤ 16 must pass") }
+    if case .fail = judge(GrowthFit.laterHalf(readings { 18 * $0 })) {} else { Issue.record("18 > 16 must fail") }
+  }
+
+  @Test("streams closing at the end of a run neither hide a leak nor make one: open streams are set apart")
+  func openStreamsSetApart() throws {
+    // 200 streams open until the last 200 of 10 000 close; what they hold is not in proportion
+    // to their number (the last ones open hold big buffers); 20 B per stream leaked, or none.
+    func run(leak: Double) -> [GrowthFit.Reading] {
+      (0...200).map { i in
+        let work = Double(i) * 50
+        let open = min(200, 10_000 - work)
+        let held = 1_000 * open + (open > 0 && open < 200 ? 2_400_000 : 0)
+        return GrowthFit.Reading(work: work, open: open, bytes: leak * work + held)
+      }
+    }
+    let leaking = try #require(GrowthFit.laterHalf(run(leak: 20)))
+    #expect(abs(leaking.slope - 20) < 1e-6, "\(leaking)")
+    if case .fail = judge(leaking) {} else { Issue.record("20 B/stream must fail: \(judge(leaking))") }
+    let sound = try #require(GrowthFit.laterHalf(run(leak: 0)))
+    #expect(abs(sound.slope) < 1e-6, "\(sound)")
+    if case .pass = judge(sound) {} else { Issue.record("no leak must pass: \(judge(sound))") }
+    // Work alone: what the closing streams held throws the line off.
+    let blind = try #require(
+      GrowthFit.laterHalf(run(leak: 0).map { GrowthFit.Reading(work: $0.work, bytes: $0.bytes) }))
+    #expect(abs(blind.slope) > 16, "\(blind)")
+  }
+
+  @Test("too few readings in the later half: UNTESTED, naming the sampling")
+  func tooFewReadings() {
+    let few = (0...5).map { GrowthFit.Reading(work: Double($0), bytes: Double($0) * 10) }
+    #expect(GrowthFit.laterHalf(few) == nil, "3 readings in the later half")
+    #expect(GrowthFit.laterHalf((1...5).map { GrowthFit.Reading(work: 7, bytes: Double($0)) }) == nil)
+    guard case .untested(let why) = judge(nil) else {
+      Issue.record("expected untested")
+      return
+    }
+    #expect(why.contains("sampleEveryMs"))
   }
 }

@@ -2,7 +2,9 @@ import Foundation
 import KenshoProtocol
 import KenshoScenario
 
-/// KSP-9.2: memory does not grow with the streams completed or chunks delivered (a fitted slope).
+/// KSP-9.2: memory does not grow with the streams completed or chunks delivered: a line fitted
+/// through the later half of the work (``GrowthFit``) fails only when its whole margin lies above
+/// the bound, passes when it lies below, and is inconclusive (UNTESTED) in between.
 public struct NoLeak: Check {
   public let rule: String
   public let perStream: Double?
@@ -20,25 +22,52 @@ public struct NoLeak: Check {
   public func judge(_ run: RunRecord) -> CheckOutcome {
     let m = run.metrics
     guard m.memorySource != nil else { return .unsupported(memoryUnmeasured(run)) }
-    let measured = [
-      perStream.map { ("per stream", $0, m.growthPerStream) }, perChunk.map { ("per chunk", $0, m.growthPerChunk) },
+    let asked = [
+      perStream.map { Measure(unit: "stream", limit: $0, fit: m.growthPerStreamFit) },
+      perChunk.map { Measure(unit: "chunk", limit: $0, fit: m.growthPerChunkFit) },
     ].compactMap { $0 }
-    if measured.contains(where: { $0.2 == nil }) {
-      return .untested("too few memory samples, or no spread in the work done, to fit a slope (sampleEveryMs)")
+    let floor = m.memoryNoiseFloorBytes ?? 0
+    if let unfit = asked.first(where: { $0.fit == nil }) {
+      return .untested(
+        "fewer than \(GrowthFit.minimumPoints) memory readings in the later half of the work, or no spread in the "
+          + "\(unfit.unit)s done, to fit a slope (sample more often: time.sampleEveryMs)")
     }
-    // The noise floor spread over the work done: what noise alone can add to a slope.
-    let floor = Double(m.memoryNoiseFloorBytes ?? 0)
-    let slack = [
-      "per stream": floor / Double(max(1, m.streamsCompleted)), "per chunk": floor / Double(max(1, m.chunksDelivered)),
-    ]
-    let observed =
-      measured.map { String(format: "%.1f B %@", $0.2 ?? 0, $0.0) }.joined(separator: ", ")
-      + floorNote(Int(floor))
-    if let bad = measured.first(where: { ($0.2 ?? 0) > $0.1 + (slack[$0.0] ?? 0) }) {
+    let observed = asked.map { $0.text }.joined(separator: ", ") + floorNote(floor)
+    if let leak = asked.first(where: { $0.verdict(floor: floor) == .fail }), let fit = leak.fit {
       return .fail(
         observed: observed,
-        Counterexample(text: String(format: "memory grows by %.1f B %@ of work done: a leak", bad.2 ?? 0, bad.0)))
+        Counterexample(
+          text: String(
+            format: "memory grows by %.1f ± %.1f B per %@ over %@s %.0f to %.0f (the later half of the work): a leak",
+            fit.slope, fit.margin, leak.unit, leak.unit, fit.fromWork, fit.toWork)))
+    }
+    if let open = asked.first(where: { $0.verdict(floor: floor) == .untested }) {
+      return .untested(
+        "inconclusive: \(open.text) against ≤ \(open.limit) B; the readings scatter too much to tell (run more "
+          + "\(open.unit)s to narrow the margin)" + floorNote(floor))
     }
     return .pass(observed: observed)
+  }
+
+  /// One bound asked for (per stream or per chunk) and the line fitted for it.
+  private struct Measure {
+    let unit: String
+    let limit: Double
+    let fit: GrowthFit?
+
+    var text: String {
+      guard let fit else { return "no slope per \(unit)" }
+      return String(format: "%.1f ± %.1f B per %@", fit.slope, fit.margin, unit)
+    }
+
+    /// Fails when the whole margin lies above the bound, passes when it lies below; otherwise the
+    /// readings cannot tell. The noise floor, spread over the work fitted, widens the bound.
+    func verdict(floor: Int) -> Verdict {
+      guard let fit else { return .untested }
+      let bound = limit + Double(floor) / max(1, fit.toWork - fit.fromWork)
+      if fit.slope - fit.margin > bound { return .fail }
+      if fit.slope + fit.margin <= bound { return .pass }
+      return .untested
+    }
   }
 }
