@@ -6,8 +6,8 @@
 //   kensho-bench Scenarios/ --impl "node Adapters/node/adapter.mjs --defect chunks-reordered"
 //
 // --defect NAME switches on a catalogued defect (see DEFECTS in kensho-bus.mjs); --misbehave
-// MODE makes the adapter itself misbehave (crash, hang, garbage, huge, wrong-version), for the
-// harness's own tests.
+// MODE makes the adapter itself misbehave (crash, hang, garbage, huge, wrong-version, unlabelled:
+// relay connections without their worker's name), for the harness's own tests.
 //
 // With `configure.time` "real" (the `real_time` capability), the buses run on the system clock
 // and the harness pipelines operations.
@@ -217,7 +217,10 @@ async function configureRelay(op) {
   const started = [];
   for (const worker of op.workers ?? []) {
     transports.get(worker)?.close();
-    const transport = new WsTransport({ url: relay.url, token: relay.token ?? undefined, log: (line) => log(`[${worker}] ${line}`) });
+    // Each connection carries its worker's name (`?worker=`): the harness knows deliveries by it.
+    const label = misbehave === 'unlabelled' ? undefined : worker;
+    const transport = new WsTransport({ url: relay.url, token: relay.token ?? undefined, label,
+      log: (line) => log(`[${worker}] ${line}`) });
     const bus = new MessageBus({ name: worker, transport, clock: systemClock, streamTimeoutMs: config.streamTimeoutMs,
       sweepIntervalMs: config.sweepIntervalMs, creditWindow: null, defects });
     transport.attach(bus);

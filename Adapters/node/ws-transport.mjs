@@ -33,11 +33,18 @@ export const TRANSPORT_DEFAULTS = Object.freeze({
   closeGraceMs: 1000,
 });
 
-/** `url` with `token` as its `token` query parameter (KSP §11), or `url` itself without a token. */
-export function urlWithToken(url, token) {
-  if (token === undefined || token === null || token === '') return url;
+/**
+ * `url` with `token` as its `token` query parameter (KSP §11) and `label` (the worker's name) as
+ * its `worker` query parameter, by which a relay's logs and the kensho-bench harness know the
+ * connection; `url` itself without either.
+ */
+export function urlWithToken(url, token, label) {
+  const hasToken = !(token === undefined || token === null || token === '');
+  const hasLabel = typeof label === 'string' && label !== '';
+  if (!hasToken && !hasLabel) return url;
   const u = new URL(url);
-  u.searchParams.set('token', token);
+  if (hasToken) u.searchParams.set('token', token);
+  if (hasLabel) u.searchParams.set('worker', label);
   return u.toString();
 }
 
@@ -46,6 +53,7 @@ export class WsTransport {
    * @param {object} options
    * @param {string} options.url the relay, `ws://HOST:PORT/`
    * @param {string} [options.token] sent as `?token=`
+   * @param {string} [options.label] the worker's name, sent as `?worker=`
    * @param {(message: object|null) => void} [options.onMessage] each candidate message (see attach)
    * @param {number} [options.heartbeatMs] between `ping`s; the connection is renewed after two silent ones
    * @param {number} [options.maxQueuedMessages] / [options.maxQueuedBytes] bounds of the queue kept while disconnected
@@ -55,7 +63,7 @@ export class WsTransport {
     if (!options || typeof options.url !== 'string') throw new TypeError('WsTransport needs a url');
     this.options = { ...TRANSPORT_DEFAULTS, ...options };
     this.url = options.url;
-    this.connectUrl = urlWithToken(options.url, options.token);
+    this.connectUrl = urlWithToken(options.url, options.token, options.label);
     this.onMessage = options.onMessage ?? null;
     this.log = options.log ?? null;
     this.WebSocket = loadWs().WebSocket;

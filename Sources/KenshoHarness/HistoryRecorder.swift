@@ -21,6 +21,11 @@ final class HistoryRecorder: Sendable {
     var recentWorkers: [(name: String, id: Int32)] = []
     var nextRecent = 0
     var recentStream: (id: String, index: Int32)?
+    /// Messages of a stream id no stream had yet when they were sent, by that id: on a relay an
+    /// adapter's stream_request can reach the harness before the `call` that opened it returns.
+    /// They join their stream when it opens. Bounded (``orphanLimit``).
+    var orphans: [String: [(tag: Int32, traceId: String?)]] = [:]
+    var orphanCount = 0
 
     mutating func stream(_ id: String) -> Int32? {
       if let r = recentStream, r.id == id { return r.index }
@@ -137,7 +142,14 @@ final class HistoryRecorder: Sendable {
         Self.metered(&s, meter) { $0.streamById.reserveCapacity(Swift.max(64, $0.streamById.capacity * 2)) }
       }
       // A reused id keeps its first stream; StreamRequests reports the reuse.
-      if s.streamById[streamId] == nil { s.streamById[streamId] = index }
+      if s.streamById[streamId] == nil {
+        s.streamById[streamId] = index
+        for orphan in s.orphans.removeValue(forKey: streamId) ?? [] {
+          s.orphanCount -= 1
+          s.h.wire[Int(orphan.tag)].stream = index
+          if let traceId { s.h.wire[Int(orphan.tag)].traceOK = orphan.traceId == traceId }
+        }
+      }
       append(&s, Entry(t: t, event: .opened(index)))
     }
   }
@@ -185,6 +197,10 @@ final class HistoryRecorder: Sendable {
         Self.metered(&s, meter) { $0.h.wire.reserveCapacity(Swift.max(4096, $0.h.wire.capacity * 2)) }
       }
       s.h.wire.append(record)
+      if stream == WireRecord.none, let id = m.streamId, s.orphanCount < Self.orphanLimit {
+        s.orphans[id, default: []].append((tag, m.traceId))
+        s.orphanCount += 1
+      }
       if problem != nil || record.isForged || (0..<4).contains(stream), s.h.exhibits.count < History.exhibitLimit {
         Self.metered(&s, meter) {
           $0.h.exhibits[tag] =
@@ -195,6 +211,9 @@ final class HistoryRecorder: Sendable {
       return tag
     }
   }
+
+  /// The most messages kept waiting for a stream id to open (``State/orphans``).
+  static let orphanLimit = 100_000
 
   /// Something an implementation sent that is not a KenshoMessage at all.
   func undecodable(from name: String, problem: String, at t: Int64) {

@@ -3,6 +3,7 @@ import DequeModule
 import Dispatch
 import Foundation
 import Histogram
+import KenshoAdapterProtocol
 @_spi(Testing) import KenshoBus
 import KenshoMemory
 import KenshoProtocol
@@ -103,16 +104,10 @@ final class ReferenceRun: Sendable {
     injector.recorder = recorder
     injector.slow = slowConsumers
     slowConsumers.recorder = recorder
+    let sendTap = SendTap(recorder: recorder, state: stateRef, clock: clockRef, stampsSends: stampsSends)
     network = LocalNetwork(
       tap: { m in
-        let now = clockRef.nanoseconds()
-        let tag = recorder.sent(m, origin: .bus, at: now)
-        stateRef.withLock { s in
-          s.wire[m.type, default: 0] += 1
-          if stampsSends && m.type == .streamChunk, let id = m.streamId, let i = s.streamIndex[id] {
-            s.records[i].stampSend(at: SystemClock.shared.nanoseconds())
-          }
-        }
+        let tag = sendTap(m)
         let verdict = injector.apply(m, tag: tag)
         // A message that survives the faults waits in a slow consumer's inbox.
         if verdict == .deliver && slowConsumers.intercept(m, tag: tag) { return (.drop, tag) }
@@ -124,31 +119,46 @@ final class ReferenceRun: Sendable {
       })
     injector.attach(network)
     slowConsumers.attach(network)
+    // A relay scenario's relay first: an adapter's buses join it as they are configured.
+    var relay: RelayNetwork?
+    var relayFailure: String?
+    if scenario.network.kind == .relay {
+      do throws(AdapterFailure) {
+        relay = try RelayNetwork.open(
+          for: scenario, options: options, faults: injector, observe: options.adapterCommand == nil ? nil : sendTap)
+      } catch {
+        relayFailure = error.description
+      }
+    }
     var failure: String?
-    if let command = options.adapterCommand {
+    if let command = options.adapterCommand, relayFailure == nil {
       do {
         let host = try AdapterHost(
           command: command, scenario: scenario, seed: seed, network: network, clock: clock, config: config,
           deadline: options.adapterDeadline, log: options.adapterLog,
-          recorder: recorder, executor: executor)
+          recorder: recorder, executor: executor,
+          relay: relay.map { AdapterConfiguration.Relay(url: $0.url.description, token: $0.token) })
         adapters = host
         let buses = host.makeBuses()
         busesBox.withLock { $0 = buses }
+        if let relay {
+          // Deliveries are known by the connections' labels: each worker's must be there.
+          let workers = scenario.agents.flatMap(\.workerNames)
+          let missing = relay.awaitLabels(workers, deadline: RelayNetwork.startDeadline)
+          if !missing.isEmpty {
+            failure =
+              "\(host.hello.name) acknowledged configure, but no connection labelled ?worker=NAME was open at the relay "
+              + "for \(missing.prefix(5).joined(separator: ", "))\(missing.count > 5 ? " (\(missing.count) in all)" : "") "
+              + "within \(RelayNetwork.startDeadline): in relay mode each worker joins with its name as the `worker` "
+              + "query item (docs/ADAPTER-PROTOCOL.md)"
+          }
+        }
       } catch {
         adapters = nil
         failure = error.description
       }
     } else {
       adapters = nil
-    }
-    var relay: RelayNetwork?
-    var relayFailure: String?
-    if scenario.network.kind == .relay && adapters == nil && failure == nil {
-      do {
-        relay = try RelayNetwork.open(for: scenario, options: options, faults: injector)
-      } catch {
-        relayFailure = error.description
-      }
     }
     for agent in scenario.agents where adapters == nil && failure == nil && relayFailure == nil {
       for worker in agent.workerNames where relayFailure == nil {
@@ -196,10 +206,6 @@ final class ReferenceRun: Sendable {
   /// did not finish.
   func execute(wallDeadline: Duration) -> String? {
     if let startupFailure { return startupFailure }
-    if adapters != nil && scenario.network.kind == .relay {
-      return "UNSUPPORTED: relay scenarios run against the reference bus only for now (an adapter's workers do not "
-        + "join a relay yet)"
-    }
     if let hello = adapters?.hello {
       let missing = Self.capabilitiesNeeded(by: scenario).subtracting(hello.capabilities).sorted()
       if !missing.isEmpty {

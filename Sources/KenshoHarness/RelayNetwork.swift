@@ -41,11 +41,20 @@ final class RelayNetwork: Sendable {
 
   /// Finds or starts the relay for `scenario`, or says why it cannot. The scenario's faults act
   /// at the embedded relay (``RelayFaults``); a relay the harness does not run cannot take them.
-  static func open(for scenario: Scenario, options: RunOptions, faults: FaultInjector) throws(AdapterFailure)
-    -> RelayNetwork
-  {
+  /// `observe`: the workers are an adapter's, whose wire the harness sees only at the embedded
+  /// relay (``RelayTap``).
+  static func open(
+    for scenario: Scenario, options: RunOptions, faults: FaultInjector, observe: SendTap? = nil
+  ) throws(AdapterFailure) -> RelayNetwork {
     let token = options.relayToken ?? scenario.network.token
-    if !scenario.faults.isEmpty && (options.relayURL != nil || options.relayCommand != nil) {
+    let external = options.relayURL != nil || options.relayCommand != nil
+    if observe != nil && external {
+      throw AdapterFailure(
+        description:
+          "UNSUPPORTED: an adapter's buses hold their own relay connections, and the harness sees their traffic "
+          + "only at its embedded relay; --relay-url and --relay-cmd name a relay it does not run")
+    }
+    if !scenario.faults.isEmpty && external {
       throw AdapterFailure(
         description:
           "UNSUPPORTED: the scenario's faults act at the embedded relay; --relay-url and --relay-cmd name a relay "
@@ -72,7 +81,10 @@ final class RelayNetwork: Sendable {
       }
     }
     let tags = TagTable()
-    let policy: (any RelayPolicy)? = scenario.faults.isEmpty ? nil : RelayFaults(injector: faults, tags: tags)
+    let faulting = scenario.faults.isEmpty ? nil : RelayFaults(injector: faults, tags: tags)
+    let workers = Set(scenario.agents.flatMap(\.workerNames))
+    let policy: (any RelayPolicy)? =
+      observe.map { RelayTap(sent: $0, workers: workers, faults: faulting, tags: tags) } ?? faulting
     let started = blockingResult {
       try await RelayServer.start(configuration: RelayConfiguration(token: scenario.network.token), policy: policy)
     }
@@ -120,6 +132,19 @@ final class RelayNetwork: Sendable {
     }
     transports.withLock { $0.append(transport) }
     return transport
+  }
+
+  /// Waits until a connection labelled with each of `workers` is open at the embedded relay (an
+  /// adapter's buses joining it), or says which are missing at the deadline.
+  func awaitLabels(_ workers: [String], deadline: Duration) -> [String] {
+    guard let embedded else { return [] }
+    let end = ContinuousClock.now + deadline
+    while true {
+      let open = Set((try? blockingResult { await embedded.labels() }.get()) ?? [])
+      let missing = workers.filter { !open.contains($0) }
+      if missing.isEmpty || ContinuousClock.now >= end { return missing }
+      Thread.sleep(forTimeInterval: 0.02)
+    }
   }
 
   /// Drives the relay through KSP-11's situations with connections of the harness's own.

@@ -35,6 +35,9 @@ final class AdapterHost: Sendable {
   let recorder: HistoryRecorder
   /// Real time: the serial queue of the harness's side of the run; nil in virtual time.
   let executor: DispatchQueue?
+  /// The buses talk through a relay (relay mode): the harness sees their wire there, and a
+  /// `send` event is a lie.
+  let onRelay: Bool
   /// The run is over: operations are no longer sent, and what fails no longer counts.
   private let closing = Atomic<Bool>(false)
   /// Agents whose process is being shut down: what fails there then is the shutdown's to report.
@@ -46,9 +49,10 @@ final class AdapterHost: Sendable {
   init(
     command: String, scenario: Scenario, seed: UInt64, network: LocalNetwork, clock: any BusClock,
     config: BusConfiguration, deadline: Duration, log: (@Sendable (String) -> Void)?, recorder: HistoryRecorder,
-    executor: DispatchQueue? = nil
+    executor: DispatchQueue? = nil, relay: AdapterConfiguration.Relay? = nil
   ) throws(AdapterFailure) {
     self.network = network
+    self.onRelay = relay != nil
     self.clock = clock
     self.recorder = recorder
     self.executor = executor
@@ -75,10 +79,14 @@ final class AdapterHost: Sendable {
             description:
               "UNSUPPORTED: \(h.name) has no \(needed) capability, which a \(time.rawValue)-time scenario needs")
         }
+        if relay != nil && !h.capabilities.contains("relay") {
+          throw AdapterFailure(
+            description: "UNSUPPORTED: \(h.name) has no relay capability, which a relay scenario needs")
+        }
         let configure = AdapterConfiguration(
           workers: host.workers, streamTimeoutMs: Double(config.streamTimeout.nanoseconds) / 1e6,
           sweepIntervalMs: Double(config.sweepInterval.nanoseconds) / 1e6, seed: Int64(bitPattern: seed),
-          creditWindow: config.flowControlWindow, time: time)
+          creditWindow: config.flowControlWindow, time: time, relay: relay)
         _ = try process.perform(.configure(configure))
         for worker in host.workers { agentOf[worker] = host.key }
       }
@@ -174,6 +182,7 @@ final class AdapterHost: Sendable {
   /// kept and stops the run.
   @discardableResult
   func perform(_ operation: AdapterOperation) -> AdapterAck? {
+    if case .call = operation, noMoreCalls.load(ordering: .relaxed) { return nil }
     guard failure.withLock({ $0 == nil }), let worker = operation.worker, let agent = agentOf[worker],
       let process = processes[agent], !dead.withLock({ $0.contains(agent) })
     else { return nil }
@@ -427,6 +436,10 @@ final class AdapterHost: Sendable {
     }
     switch event {
     case .send(_, let raw):
+      guard !onRelay else {
+        fail(worker, "\(label(of: worker)) wrote a send event in relay mode, where its buses send through the relay")
+        return
+      }
       if let source = raw.objectValue?["sourceWorker"]?.stringValue, !hosted.contains(source) {
         fail(
           worker,
@@ -484,6 +497,11 @@ final class AdapterHost: Sendable {
     process.kill()
     return agentOf.filter { $0.value == agent }.map(\.key)
   }
+
+  /// The run is judged and its buses are about to be disposed: a stream the workload still
+  /// opens meanwhile (a closed model refilling) is refused here, never sent to a disposed bus.
+  func stopOpening() { noMoreCalls.store(true, ordering: .relaxed) }
+  private let noMoreCalls = Atomic<Bool>(false)
 
   /// Shuts every process down; returns the first thing one did wrong meanwhile, if any.
   func shutdown() -> String? {

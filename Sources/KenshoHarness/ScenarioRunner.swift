@@ -88,8 +88,11 @@ public struct ScenarioRunner: Sendable {
     let metrics = Self.metrics(run)
     var history = run.history(complete: problem == nil)
     if let relay = run.relay {
-      // The relay's own rules, probed once the workload is over; then the relay goes.
-      if scenario.network.probe && !options.cancelled() { history.relay = relay.probe() }
+      // The relay's own rules, probed once the workload is over (if it ran); then the relay goes.
+      let ran = run.startupFailure == nil && !(problem ?? "").hasPrefix("UNSUPPORTED")
+      if scenario.network.probe && !options.cancelled() && ran {
+        history.relay = relay.probe()
+      }
     }
     // What an implementation does wrong after the workload (a failed or missing stats answer,
     // a dispose or shutdown it does not honour) is an error too, never a pass.
@@ -109,6 +112,7 @@ public struct ScenarioRunner: Sendable {
         ?? HeapProfile.dump(scenario: scenario.name, into: options.profileDirectory)
     }
     if let host = run.adapters {
+      host.stopOpening()
       for bus in run.buses.values { bus.dispose() }
       let shutdownFailure = host.shutdown()
       if let failure = host.failure.withLock({ $0 }) ?? shutdownFailure {

@@ -107,6 +107,11 @@ public final class RelayServer: Sendable {
     (try? await hub.eventLoop.submit { self.hub.stats }.get()) ?? RelayStats()
   }
 
+  /// The labels of the open connections (their `worker` query item, else `#N`), sorted.
+  public func labels() async -> [String] {
+    (try? await hub.eventLoop.submit { self.hub.labels }.get()) ?? []
+  }
+
   /// Closes a client's connection, as a fault (`label` as given in its `worker` query item).
   public func disconnect(_ label: String) async {
     try? await hub.eventLoop.submit { self.hub.disconnect(label) }.get()
@@ -253,6 +258,8 @@ final class RelayHub: @unchecked Sendable {
     return ByteBuffer(
       string: #"{"type":"server_info","name":"\#(name)","protocol":"KSP/1","clients":\#(peers.count)}"#)
   }
+
+  var labels: [String] { peers.values.map(\.label).sorted() }
 
   func disconnect(_ label: String) {
     for peer in peers.values where peer.label == label { peer.context.close(promise: nil) }

@@ -26,7 +26,7 @@ func lightScenarios() throws -> [Scenario] {
     "soak-cancelled-streams",
   ]
   let folder = packageRoot.appendingPathComponent("Scenarios").path
-  // Relay scenarios do not run through adapters yet (UNSUPPORTED there); RelayScenarioTests has them.
+  // Relay scenarios through adapters: AdapterRelayTests (the reference adapter has no relay capability).
   return try ScenarioLoader.files(in: [folder]).map { try ScenarioLoader.load(file: $0) }.filter {
     !heavy.contains($0.name) && $0.network.kind != .relay
   }

@@ -129,3 +129,64 @@ struct RelayFaultTests {
     #expect(result.checks.contains { $0.detail?.contains("embedded relay") == true }, "\(result.checks)")
   }
 }
+
+/// An implementation behind an adapter on the relay (the `relay` capability): its buses hold
+/// their own connections, and the harness sees their wire at its embedded relay (RelayTap).
+@Suite("Adapters on the relay", .serialized)
+struct AdapterRelayTests {
+  static func run(_ name: String, impl: String, relayURL: String? = nil) throws -> ScenarioResult {
+    var options = RunOptions(measure: false)
+    options.adapterCommand = impl
+    options.relayURL = relayURL
+    let scenario = try ScenarioLoader.load(file: packageRoot.appendingPathComponent("Scenarios/\(name).json").path)
+    return ScenarioRunner(wallDeadline: .seconds(120), options: options).run(scenario)
+  }
+
+  @Test(
+    "the JavaScript bus passes the relay scenarios through its adapter, its wire recorded at the relay",
+    .enabled(if: hasNode && RelayScenarioTests.hasWs, "needs node-ws"), arguments: ["relay-streams", "relay-faults"])
+  func javascriptOnTheRelay(name: String) throws {
+    let result = try Self.run(name, impl: nodeAdapter)
+    #expect(result.verdict == .pass, "\(result.error ?? "") \(result.checks.filter { $0.verdict != .pass })")
+    // The wire was seen: every stream's request and every chunk, from the relay's side.
+    let streams = result.metrics.streamsCompleted
+    #expect(streams > 0 && result.metrics.messages["stream_request"] ?? 0 >= streams, "\(result.metrics.messages)")
+    #expect(result.metrics.messages["stream_chunk"] ?? 0 >= result.metrics.chunksDelivered)
+    #expect(result.checks.contains { $0.name == "stream_requests" && $0.verdict == .pass } || name == "relay-faults")
+  }
+
+  @Test(
+    "KSP-3.2, KSP-4.1: a JavaScript bus that drops a stream's last chunk fails on the relay, not ERROR",
+    .enabled(if: hasNode && RelayScenarioTests.hasWs, "needs node-ws"))
+  func defectCaughtOnTheRelay() throws {
+    let result = try Self.run("relay-streams", impl: nodeAdapter + " --defect last-chunk-dropped")
+    #expect(result.verdict == .fail, "\(result.error ?? "") \(result.checks.map { "\($0.name) \($0.verdict)" })")
+    #expect(result.checks.contains { $0.rule == "KSP-4.1" && $0.verdict == .fail })
+  }
+
+  @Test(
+    "an adapter whose relay connections carry no worker name is an ERROR naming ?worker=",
+    .enabled(if: hasNode && RelayScenarioTests.hasWs, "needs node-ws"))
+  func unlabelledConnections() throws {
+    let result = try Self.run("relay-streams", impl: nodeAdapter + " --misbehave unlabelled")
+    #expect(result.verdict == .error)
+    #expect(result.error?.contains("?worker=NAME") == true, "\(result.error ?? "")")
+    #expect(result.error?.contains("producer-0") == true, "\(result.error ?? "")")
+  }
+
+  @Test("an adapter without the relay capability is UNSUPPORTED on a relay scenario, naming it")
+  func noRelayCapability() throws {
+    let result = try Self.run("relay-streams", impl: builtProduct("kensho-ref-adapter"))
+    #expect(result.verdict == .unsupported, "\(result.verdict) \(result.error ?? "")")
+    #expect(result.checks.allSatisfy { $0.detail?.contains("no relay capability") == true })
+  }
+
+  @Test(
+    "an adapter with an external relay is UNSUPPORTED: the harness sees its wire only at the embedded relay",
+    .enabled(if: hasNode && RelayScenarioTests.hasWs, "needs node-ws"))
+  func externalRelayWithAdapter() throws {
+    let result = try Self.run("relay-streams", impl: nodeAdapter, relayURL: "ws://127.0.0.1:9/")
+    #expect(result.verdict == .unsupported, "\(result.verdict) \(result.error ?? "")")
+    #expect(result.checks.contains { $0.detail?.contains("only at its embedded relay") == true })
+  }
+}

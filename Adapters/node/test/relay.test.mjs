@@ -13,7 +13,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { loadWs } from '../ws-lib.mjs';
 import { startRelay as startRelayModule, parseArguments, RELAY_DEFECTS } from '../relay.mjs';
-import { WsTransport } from '../ws-transport.mjs';
+import { WsTransport, urlWithToken } from '../ws-transport.mjs';
 import { MessageBus, systemClock } from '../kensho-bus.mjs';
 
 // Helpers ---------------------------------------------------------------------------------------
@@ -1052,4 +1052,10 @@ test('adapter relay mode: a relay that cannot be reached fails configure, naming
     adapter.child.kill('SIGKILL');
     await relay.close();
   }
+});
+
+test('transport URL: the token as ?token= and the worker as ?worker=, escaped; the URL itself without either', () => {
+  assert.equal(urlWithToken('ws://127.0.0.1:9/', undefined, undefined), 'ws://127.0.0.1:9/');
+  assert.equal(urlWithToken('ws://127.0.0.1:9/', 't 1', 'consumer-0'), 'ws://127.0.0.1:9/?token=t+1&worker=consumer-0');
+  assert.equal(urlWithToken('ws://127.0.0.1:9/', null, 'a&b'), 'ws://127.0.0.1:9/?worker=a%26b');
 });
