@@ -370,3 +370,29 @@ struct LeakFitTests {
     #expect(why.contains("sampleEveryMs"))
   }
 }
+
+@Suite("KSP-9.3 lower bounds on memory")
+struct MemoryLowerBoundTests {
+  func judge(source: String, peak: Int) -> CheckOutcome {
+    var metrics = Metrics()
+    metrics.memorySource = source
+    metrics.peakBytes = peak
+    return MetricBound(.peakBytes, min: 400_000, max: nil, rule: "KSP-9.3").judge(
+      RunRecord(history: HistoryBuilder().h, metrics: metrics))
+  }
+
+  @Test("in process the inbox is measured: a lower bound passes above it and fails below")
+  func inProcess() {
+    if case .pass = judge(source: "thread", peak: 500_000) {} else { Issue.record("expected pass") }
+    if case .fail = judge(source: "thread", peak: 1_000) {} else { Issue.record("expected fail") }
+  }
+
+  @Test("through an adapter the inbox is the harness's: UNTESTED, saying so, never a pass or a lack")
+  func throughAdapter() {
+    guard case .untested(let why) = judge(source: "kensho-js: heap in use after a collection", peak: 1_000) else {
+      Issue.record("expected untested")
+      return
+    }
+    #expect(why.contains("the harness holds"))
+  }
+}
