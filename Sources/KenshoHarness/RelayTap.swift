@@ -40,6 +40,13 @@ final class RelayTap: RelayPolicy, Sendable {
       } else if body != Data("ping".utf8) {
         switch KenshoCodec.decode(body, mode: .received) {
         case .success(let m):
+          if m.sourceWorker != from {
+            // What went on the wire is recorded as it went; the lie is a KSP-1.1 problem.
+            sent.recorder.undecodable(
+              from: from,
+              problem: "a message with sourceWorker \(AdapterHost.brief(m.sourceWorker)) on the connection of \(from)",
+              at: sent.clock.nanoseconds())
+          }
           let tag = sent(m)
           tags.table.withLock { $0[m.messageId] = tag }
           current.withLock { $0 = (m, tag) }
