@@ -46,6 +46,10 @@ public struct RelayLoad: Sendable {
   public var p99Bound: Duration = .milliseconds(50)
   public var frameBytes = 200
   public var token: String?
+  /// Steps that halve the interval between the last rate within the bound and the first past
+  /// it, once the doubling has stopped: without them, two relays whose capacities differ by
+  /// less than a factor of 2 tie.
+  public var refineSteps = 3
 
   public init() {}
 
@@ -53,40 +57,76 @@ public struct RelayLoad: Sendable {
     var result = RelayLoadResult(relay: name, steps: [], capacity: [:], stoppedBecause: [:])
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     for clients in clientCounts {
-      var rate = startRate
-      var best = 0.0
-      while true {
-        guard let step = await step(url: url, clients: clients, rate: rate, group: group) else {
-          result.stoppedBecause[clients] = "could not connect \(clients) clients"
-          break
-        }
-        result.steps.append(step)
-        let boundUs = Double(p99Bound.nanoseconds) / 1_000
-        if step.lost > 0 {
-          result.stoppedBecause[clients] = "\(step.lost) frames lost at \(Int(rate)) frames/s offered"
-          break
-        }
-        if step.p99Us > boundUs {
-          result.stoppedBecause[clients] =
-            "p99 \(Int(step.p99Us / 1_000)) ms above \(Int(boundUs / 1_000)) ms at \(Int(rate)) frames/s offered"
-          break
-        }
-        if step.sentPerSecond < 0.9 * rate {
-          result.stoppedBecause[clients] = "the load generator could send only \(Int(step.sentPerSecond))/s"
-          best = max(best, step.forwardedPerSecond)
-          break
-        }
-        best = max(best, step.forwardedPerSecond)
-        rate *= 2
-        if rate > maxRate {
-          result.stoppedBecause[clients] = "reached the highest rate tried"
-          break
-        }
+      let (steps, capacity, why) = await ramp(clients: clients) { rate in
+        await step(url: url, clients: clients, rate: rate, group: group)
       }
-      result.capacity[clients] = best
+      result.steps += steps
+      result.capacity[clients] = capacity
+      result.stoppedBecause[clients] = why
     }
     try? await group.shutdownGracefully()
     return result
+  }
+
+  /// One client count's ramp, `measure` running a step at a rate (nil: the clients could not
+  /// connect): the steps, the capacity (the highest forwarded rate of a step within the bound)
+  /// and why it stopped.
+  func ramp(clients: Int, measure: (Double) async -> RelayLoadStep?) async -> (
+    steps: [RelayLoadStep], capacity: Double, stoppedBecause: String
+  ) {
+    var steps: [RelayLoadStep] = []
+    var rate = startRate
+    var best = 0.0
+    var why = "reached the highest rate tried"
+    var passed: Double?
+    var failed: Double?
+    while rate <= maxRate {
+      guard let step = await measure(rate) else { return (steps, best, "could not connect \(clients) clients") }
+      steps.append(step)
+      if let failure = failure(of: step) {
+        why = failure
+        // A generator short of its rate lost nothing: what was forwarded still counts.
+        if step.lost == 0 && step.p99Us <= Double(p99Bound.nanoseconds) / 1_000 {
+          best = max(best, step.forwardedPerSecond)
+        }
+        failed = rate
+        break
+      }
+      best = max(best, step.forwardedPerSecond)
+      passed = rate
+      rate *= 2
+    }
+    // Between the last rate within the bound and the first past it.
+    if var low = passed, var high = failed {
+      for _ in 0..<refineSteps {
+        let middle = (low + high) / 2
+        guard let step = await measure(middle) else { break }
+        steps.append(step)
+        if failure(of: step) == nil {
+          best = max(best, step.forwardedPerSecond)
+          low = middle
+        } else {
+          high = middle
+        }
+      }
+      why += "; capacity between \(Int(low)) and \(Int(high)) frames/s offered"
+    }
+    return (steps, best, why)
+  }
+
+  /// Why a step is past the relay's capacity (a frame lost, p99 above the bound, the generator
+  /// short of its rate), or nil.
+  func failure(of step: RelayLoadStep) -> String? {
+    let boundUs = Double(p99Bound.nanoseconds) / 1_000
+    let rate = Int(step.offeredPerSecond)
+    if step.lost > 0 { return "\(step.lost) frames lost at \(rate) frames/s offered" }
+    if step.p99Us > boundUs {
+      return "p99 \(Int(step.p99Us / 1_000)) ms above \(Int(boundUs / 1_000)) ms at \(rate) frames/s offered"
+    }
+    if step.sentPerSecond < 0.9 * step.offeredPerSecond {
+      return "the load generator could send only \(Int(step.sentPerSecond))/s of \(rate)/s"
+    }
+    return nil
   }
 
   /// Counts and latencies of one receiving client.
