@@ -108,13 +108,16 @@ public enum BaselineComparison {
       name: "scenario_latency_p50_us", direction: .lower, limitKey: .latencyP50Us, kind: scenarioTime,
       value: { $0.chunkLatencyCorrected?.p50 }),
     Figure(
-      name: "scenario_latency_p99_us", direction: .lower, limitKey: .latencyP99Us, kind: scenarioTime,
+      name: "scenario_latency_p99_us", direction: .lower, limitKey: .correctedLatencyP99Us, kind: scenarioTime,
       value: { $0.chunkLatencyCorrected?.p99 }),
     Figure(
       name: "scenario_latency_max_us", direction: .lower, limitKey: .latencyMaxUs, kind: scenarioTime,
       value: { $0.chunkLatencyCorrected?.max }),
     Figure(
       name: "stream_completion_p99_us", direction: .lower, kind: scenarioTime, value: { $0.streamCompletion?.p99 }),
+    Figure(
+      name: "max_inbox_depth", direction: .lower, limitKey: .maxInboxDepth, kind: scenarioTime,
+      value: { $0.maxInboxDepth.map(Double.init) }),
     Figure(
       name: "retained_bytes", direction: .lower, limitKey: .retainedBytes, kind: memory,
       value: { $0.retainedBytes.map(Double.init) }),
@@ -131,7 +134,12 @@ public enum BaselineComparison {
     Figure(
       name: "latency_p50_us", direction: .lower, limitKey: .latencyP50Us, kind: wall, value: { $0.chunkLatency?.p50 }),
     Figure(
+      name: "latency_p90_us", direction: .lower, limitKey: .latencyP90Us, kind: wall, value: { $0.chunkLatency?.p90 }),
+    Figure(
       name: "latency_p99_us", direction: .lower, limitKey: .latencyP99Us, kind: wall, value: { $0.chunkLatency?.p99 }),
+    Figure(
+      name: "latency_p999_us", direction: .lower, limitKey: .latencyP999Us, kind: wall,
+      value: { $0.chunkLatency?.p999 }),
   ]
 
   /// Memory within this many bytes of the baseline never counts as a regression: a few pages

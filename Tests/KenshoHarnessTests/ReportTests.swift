@@ -171,6 +171,13 @@ struct ReportTests {
       ).isEmpty, "a scenario's own limit overrides the command line's")
   }
 
+  @Test("every metric a scenario can give a regression limit for is a figure the comparison reads it for")
+  func everyRegressionLimitIsRead() {
+    let read = Set(BaselineComparison.figures.compactMap(\.limitKey))
+    #expect(
+      Set(Metric.allCases).subtracting(read).isEmpty, "limits never read: \(Set(Metric.allCases).subtracting(read))")
+  }
+
   @Test("deterministic figures compare exactly from one run, only with the baseline's seed; counts must be equal")
   func baselineDeterministic() {
     func run(p99: Double, delivered: Int = 10, seed: UInt64 = 1) -> ScenarioResult {
