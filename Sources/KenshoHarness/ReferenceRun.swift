@@ -219,8 +219,8 @@ final class ReferenceRun: Sendable {
     let injector = self.faults
     let memory: MemoryMeter
     if let adapters {
-      // The first tenth of the streams warm the implementation up (as the slope fit drops the
-      // first tenth of the samples).
+      // The first tenth of the streams (or chunks) warm the implementation up: the baseline is
+      // taken again after them, and the leak fit reads only the samples after that.
       let streams = scenario.workload.reduce(0) { $0 + $1.streams }
       let chunks = scenario.workload.reduce(0) { sum, g in
         let perStream = scenario.agents.first { $0.name == g.producers }?.methods[g.method]?.chunks ?? 0

@@ -52,8 +52,10 @@ struct AdapterTests {
       // tests, a wall-clock latency bound may hold in one run and not the other. In real time,
       // memory in process is the whole process's allocations, the other tests' included.
       let noisy: Set = scenario.time.mode == .real ? ["PERF", "KSP-9.2", "KSP-9.3"] : ["PERF"]
-      for (a, b) in zip(inProcess.checks, viaAdapter.checks) where b.verdict != .unsupported && !noisy.contains(a.rule)
-      {
+      // What an adapter's processes cannot show (a capability they lack; the harness's own
+      // slow-consumer inbox, which a lower bound on memory asks to see) is not compared.
+      for (a, b) in zip(inProcess.checks, viaAdapter.checks)
+      where b.verdict != .unsupported && !(b.verdict == .untested && b.rule == "KSP-9.3") && !noisy.contains(a.rule) {
         #expect(a.verdict == b.verdict, "\(scenario.name) \(a.rule) \(a.name): \(a.observed) vs \(b.observed)")
       }
     }
