@@ -50,6 +50,9 @@ public struct RelayLoad: Sendable {
   /// it, once the doubling has stopped: without them, two relays whose capacities differ by
   /// less than a factor of 2 tie.
   public var refineSteps = 3
+  /// The share of the offered rate the generator must send for a step to count: below it, the
+  /// generator, not the relay, is the limit.
+  public var minimumSentShare = 0.9
 
   public init() {}
 
@@ -123,7 +126,7 @@ public struct RelayLoad: Sendable {
     if step.p99Us > boundUs {
       return "p99 \(Int(step.p99Us / 1_000)) ms above \(Int(boundUs / 1_000)) ms at \(rate) frames/s offered"
     }
-    if step.sentPerSecond < 0.9 * step.offeredPerSecond {
+    if step.sentPerSecond < minimumSentShare * step.offeredPerSecond {
       return "the load generator could send only \(Int(step.sentPerSecond))/s of \(rate)/s"
     }
     return nil
