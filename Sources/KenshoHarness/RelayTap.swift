@@ -34,11 +34,10 @@ final class RelayTap: RelayPolicy, Sendable {
     current.withLock { $0 = nil }
     // Frames of the harness's own probe come after the workload, from unnamed connections.
     if workers.contains(from) {
-      let body = Data(bytes.readableBytesView)
       if !text {
         sent.recorder.undecodable(from: from, problem: "a binary frame, not a message", at: sent.clock.nanoseconds())
-      } else if body != Data("ping".utf8) {
-        switch KenshoCodec.decode(body, mode: .received) {
+      } else if !bytes.readableBytesView.elementsEqual("ping".utf8) {
+        switch KenshoCodec.decode(Data(bytes.readableBytesView), mode: .received) {
         case .success(let m):
           if m.sourceWorker != from {
             // What went on the wire is recorded as it went; the lie is a KSP-1.1 problem.

@@ -182,7 +182,7 @@ final class AdapterHost: Sendable {
   /// kept and stops the run.
   @discardableResult
   func perform(_ operation: AdapterOperation) -> AdapterAck? {
-    if case .call = operation, noMoreCalls.load(ordering: .relaxed) { return nil }
+    if case .call = operation, closing.load(ordering: .relaxed) { return nil }
     guard failure.withLock({ $0 == nil }), let worker = operation.worker, let agent = agentOf[worker],
       let process = processes[agent], !dead.withLock({ $0.contains(agent) })
     else { return nil }
@@ -498,10 +498,10 @@ final class AdapterHost: Sendable {
     return agentOf.filter { $0.value == agent }.map(\.key)
   }
 
-  /// The run is judged and its buses are about to be disposed: a stream the workload still
-  /// opens meanwhile (a closed model refilling) is refused here, never sent to a disposed bus.
-  func stopOpening() { noMoreCalls.store(true, ordering: .relaxed) }
-  private let noMoreCalls = Atomic<Bool>(false)
+  /// The run is judged and its buses are about to be disposed: from now on nothing is pipelined
+  /// (``closing``), and a stream the workload still opens (a closed model refilling) is refused
+  /// here, never sent to a disposed bus.
+  func stopOpening() { closing.store(true, ordering: .relaxed) }
 
   /// Shuts every process down; returns the first thing one did wrong meanwhile, if any.
   func shutdown() -> String? {

@@ -33,7 +33,8 @@ public struct NoLeak: Check {
           + "\(unfit.unit)s done, to fit a slope (sample more often: time.sampleEveryMs)")
     }
     let observed = asked.map { $0.text }.joined(separator: ", ") + floorNote(floor)
-    if let leak = asked.first(where: { $0.verdict(floor: floor) == .fail }), let fit = leak.fit {
+    let verdicts = asked.map { (measure: $0, verdict: $0.verdict(floor: floor)) }
+    if let leak = verdicts.first(where: { $0.verdict == .fail })?.measure, let fit = leak.fit {
       return .fail(
         observed: observed,
         Counterexample(
@@ -41,7 +42,7 @@ public struct NoLeak: Check {
             format: "memory grows by %.1f ± %.1f B per %@ over %@s %.0f to %.0f (the later half of the work): a leak",
             fit.slope, fit.margin, leak.unit, leak.unit, fit.fromWork, fit.toWork)))
     }
-    if let open = asked.first(where: { $0.verdict(floor: floor) == .untested }) {
+    if let open = verdicts.first(where: { $0.verdict == .untested })?.measure {
       return .untested(
         "inconclusive: \(open.text) against ≤ \(open.limit) B; the readings scatter too much to tell (run more "
           + "\(open.unit)s to narrow the margin)" + floorNote(floor))
