@@ -7,7 +7,8 @@
 //
 // --defect NAME switches on a catalogued defect (see DEFECTS in kensho-bus.mjs); --misbehave
 // MODE makes the adapter itself misbehave (crash, hang, garbage, huge, wrong-version, unlabelled:
-// relay connections without their worker's name), for the harness's own tests.
+// relay connections without their worker's name, no-reconnect: a relay connection once lost stays
+// lost), for the harness's own tests.
 //
 // With `configure.time` "real" (the `real_time` capability), the buses run on the system clock
 // and the harness pipelines operations.
@@ -220,7 +221,7 @@ async function configureRelay(op) {
     // Each connection carries its worker's name (`?worker=`): the harness knows deliveries by it.
     const label = misbehave === 'unlabelled' ? undefined : worker;
     const transport = new WsTransport({ url: relay.url, token: relay.token ?? undefined, label,
-      log: (line) => log(`[${worker}] ${line}`) });
+      reconnect: misbehave !== 'no-reconnect', log: (line) => log(`[${worker}] ${line}`) });
     const bus = new MessageBus({ name: worker, transport, clock: systemClock, streamTimeoutMs: config.streamTimeoutMs,
       sweepIntervalMs: config.sweepIntervalMs, creditWindow: null, defects });
     transport.attach(bus);

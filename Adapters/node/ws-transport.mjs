@@ -31,6 +31,7 @@ export const TRANSPORT_DEFAULTS = Object.freeze({
   maxQueuedBytes: 16 * 1024 * 1024,
   readyGraceMs: 500,
   closeGraceMs: 1000,
+  reconnect: true,
 });
 
 /**
@@ -58,6 +59,7 @@ export class WsTransport {
    * @param {number} [options.heartbeatMs] between `ping`s; the connection is renewed after two silent ones
    * @param {number} [options.maxQueuedMessages] / [options.maxQueuedBytes] bounds of the queue kept while disconnected
    * @param {(line: string) => void} [options.log] diagnostics (connection lost, reconnected), one line each
+   * @param {boolean} [options.reconnect] false: a lost connection stays lost (a defect, for the harness's tests)
    */
   constructor(options) {
     if (!options || typeof options.url !== 'string') throw new TypeError('WsTransport needs a url');
@@ -159,6 +161,7 @@ export class WsTransport {
   }
 
   scheduleReconnect() {
+    if (!this.options.reconnect) return;
     const { backoffMinMs, backoffMaxMs } = this.options;
     const base = Math.min(backoffMaxMs, backoffMinMs * 2 ** Math.min(this.attempt, 30));
     this.attempt += 1;

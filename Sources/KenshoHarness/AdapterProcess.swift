@@ -1022,6 +1022,23 @@ private func systemPipe2(_ fds: UnsafeMutablePointer<Int32>, _ flags: Int32) -> 
 /// stdout and stderr, and the default disposition and an empty mask for signals (the harness
 /// ignores SIGPIPE and, in the CLI, SIGINT; a child must not inherit that).
 enum Spawn {
+  private typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+  /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34 and later), which Swift's Glibc
+  /// module does not export.
+  private static let closeFrom: CloseFrom? = dlsym(
+    UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np"
+  ).map { unsafeBitCast($0, to: CloseFrom.self) }
+
+  /// Closes, in the child, every descriptor from `first` on: with glibc's closefrom action where
+  /// there is one, else each descriptor open now (as /proc/self/fd lists them).
+  static func closeInChild(from first: Int32, _ actions: inout posix_spawn_file_actions_t) {
+    if let closeFrom, closeFrom(&actions, first) == 0 { return }
+    let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+    for fd in open.compactMap(Int32.init) where fd >= first && fcntl(fd, F_GETFD) >= 0 {
+      posix_spawn_file_actions_addclose(&actions, fd)
+    }
+  }
+
   struct Started {
     var pid: pid_t
     var stdin: Int32
@@ -1061,6 +1078,10 @@ enum Spawn {
     posix_spawn_file_actions_adddup2(&actions, input[0], 0)
     posix_spawn_file_actions_adddup2(&actions, output[1], 1)
     posix_spawn_file_actions_adddup2(&actions, errors[1], 2)
+    // Nothing else of the harness's goes to the child: not every descriptor is close-on-exec
+    // (SwiftNIO's accepted sockets are not), and a child holding the embedded relay's end of a
+    // connection would keep it open after the relay closed it.
+    closeInChild(from: 3, &actions)
 
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)

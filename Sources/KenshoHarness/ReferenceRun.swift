@@ -125,7 +125,8 @@ final class ReferenceRun: Sendable {
     if scenario.network.kind == .relay {
       do throws(AdapterFailure) {
         relay = try RelayNetwork.open(
-          for: scenario, options: options, faults: injector, observe: options.adapterCommand == nil ? nil : sendTap)
+          for: scenario, options: options, faults: injector, recorder: recorder, clock: clock,
+          observe: options.adapterCommand == nil ? nil : sendTap)
       } catch {
         relayFailure = error.description
       }
@@ -252,6 +253,11 @@ final class ReferenceRun: Sendable {
           for worker in scenario.workers(agent) {
             recorder.record(.dispose(recorder.workerId(worker)), at: clock.nanoseconds())
             buses[worker]?.dispose()
+          }
+        case .disconnect(let agent):
+          for worker in scenario.workers(agent) {
+            recorder.record(.disconnected(recorder.workerId(worker)), at: clock.nanoseconds())
+            relay?.disconnect(worker)
           }
         }
       }

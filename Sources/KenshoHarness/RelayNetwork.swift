@@ -44,7 +44,8 @@ final class RelayNetwork: Sendable {
   /// `observe`: the workers are an adapter's, whose wire the harness sees only at the embedded
   /// relay (``RelayTap``).
   static func open(
-    for scenario: Scenario, options: RunOptions, faults: FaultInjector, observe: SendTap? = nil
+    for scenario: Scenario, options: RunOptions, faults: FaultInjector, recorder: HistoryRecorder,
+    clock: any BusClock, observe: SendTap? = nil
   ) throws(AdapterFailure) -> RelayNetwork {
     let token = options.relayToken ?? scenario.network.token
     let external = options.relayURL != nil || options.relayCommand != nil
@@ -54,11 +55,11 @@ final class RelayNetwork: Sendable {
           "UNSUPPORTED: an adapter's buses hold their own relay connections, and the harness sees their traffic "
           + "only at its embedded relay; --relay-url and --relay-cmd name a relay it does not run")
     }
-    if !scenario.faults.isEmpty && external {
+    if (!scenario.faults.isEmpty || scenario.actions.contains(where: \.isDisconnect)) && external {
       throw AdapterFailure(
         description:
-          "UNSUPPORTED: the scenario's faults act at the embedded relay; --relay-url and --relay-cmd name a relay "
-          + "the harness does not run")
+          "UNSUPPORTED: the scenario's faults and disconnections act at the embedded relay; --relay-url and "
+          + "--relay-cmd name a relay the harness does not run")
     }
     if let text = options.relayURL {
       do {
@@ -83,8 +84,9 @@ final class RelayNetwork: Sendable {
     let tags = TagTable()
     let faulting = scenario.faults.isEmpty ? nil : RelayFaults(injector: faults, tags: tags)
     let workers = Set(scenario.agents.flatMap(\.workerNames))
-    let policy: (any RelayPolicy)? =
+    let inner: (any RelayPolicy)? =
       observe.map { RelayTap(sent: $0, workers: workers, faults: faulting, tags: tags) } ?? faulting
+    let policy = RelayConnections(wrapping: inner, workers: workers, recorder: recorder, clock: clock)
     let started = blockingResult {
       try await RelayServer.start(configuration: RelayConfiguration(token: scenario.network.token), policy: policy)
     }
@@ -145,6 +147,13 @@ final class RelayNetwork: Sendable {
       if missing.isEmpty || ContinuousClock.now >= end { return missing }
       Thread.sleep(forTimeInterval: 0.02)
     }
+  }
+
+  /// Cuts the connection of `worker` at the embedded relay (a `disconnect` action); its bus is
+  /// expected to come back on its own. Returns at once: the relay's event loop does the cut.
+  func disconnect(_ worker: String) {
+    guard let embedded else { return }
+    Task(executorPreference: OffPoolExecutor.shared) { await embedded.disconnect(worker) }
   }
 
   /// Drives the relay through KSP-11's situations with connections of the harness's own.
@@ -302,7 +311,7 @@ final class LineReader: Sendable {
 public func blockingResult<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) -> Result<T, any Error> {
   let result = Mutex<Result<T, any Error>?>(nil)
   let done = DispatchSemaphore(value: 0)
-  Task(executorPreference: HarnessExecutor.shared) {
+  Task(executorPreference: OffPoolExecutor.shared) {
     let r: Result<T, any Error>
     do { r = .success(try await work()) } catch { r = .failure(error) }
     result.withLock { $0 = r }
@@ -310,19 +319,6 @@ public func blockingResult<T: Sendable>(_ work: @escaping @Sendable () async thr
   }
   done.wait()
   return result.withLock { $0 } ?? .failure(CancellationError())
-}
-
-/// A task executor on Dispatch threads outside the cooperative pool, for the harness's async
-/// work (relay connections, the probe) that blocked callers wait for.
-final class HarnessExecutor: TaskExecutor {
-  static let shared = HarnessExecutor()
-  private let queue = DispatchQueue(label: "kensho.harness.async", attributes: .concurrent)
-
-  func enqueue(_ job: consuming ExecutorJob) {
-    let job = UnownedJob(job)
-    let executor = asUnownedTaskExecutor()
-    queue.async { job.runSynchronously(on: executor) }
-  }
 }
 
 /// A relay for a measurement: the one at `url`, the one `command` starts, or an embedded one.

@@ -132,6 +132,12 @@ public protocol RelayPolicy: Sendable {
   func received(from: String, text: Bool, bytes: ByteBuffer)
   /// What to do with the frame `from` → `to`; `.deliver` unless a fault says otherwise.
   func route(from: String, to: String, text: Bool, bytes: ByteBuffer) -> RelayRoute
+  /// A connection with this label was admitted; called on the relay's event loop.
+  func admitted(_ label: String)
+}
+
+extension RelayPolicy {
+  public func admitted(_ label: String) {}
 }
 
 /// A fault decision for one frame and one receiver.
@@ -192,6 +198,7 @@ final class RelayHub: @unchecked Sendable {
     peers[ObjectIdentifier(peer)] = peer
     stats.admitted += 1
     stats.open += 1
+    policy?.admitted(peer.label)
     return peer
   }
 
@@ -261,8 +268,12 @@ final class RelayHub: @unchecked Sendable {
 
   var labels: [String] { peers.values.map(\.label).sorted() }
 
+  /// Closes the connections labelled `label`; nothing more is routed to them from now on.
   func disconnect(_ label: String) {
-    for peer in peers.values where peer.label == label { peer.context.close(promise: nil) }
+    for peer in peers.values where peer.label == label {
+      remove(peer)
+      peer.context.close(promise: nil)
+    }
   }
 
   func closeAll() {

@@ -134,7 +134,7 @@ public final class WebSocketTransport: Transport {
 
   private func startHeartbeat() {
     let period = options.heartbeat
-    let task = Task { [weak self] in
+    let task = Task(executorPreference: OffPoolExecutor.shared) { [weak self] in
       while !Task.isCancelled {
         try? await Task.sleep(for: period)
         guard let self, !Task.isCancelled else { return }
@@ -192,7 +192,7 @@ public final class WebSocketTransport: Transport {
       return base * Double.random(in: 0.5...1.0)
     }
     guard let delay else { return }
-    let task = Task { [weak self] in
+    let task = Task(executorPreference: OffPoolExecutor.shared) { [weak self] in
       try? await Task.sleep(for: delay)
       guard let self, !Task.isCancelled else { return }
       do {

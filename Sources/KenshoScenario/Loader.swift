@@ -198,12 +198,26 @@ final class Reader: FormatChecker {
         problem("\(fault.path).from", expected: agentName(agentNames), found: found(.string(from)))
       }
     }
+    let relayNetwork = o.object("network")?.string("kind") == NetworkSettings.Kind.relay.rawValue
     for (i, v) in o.items("actions") {
-      guard let a = v.objectValue, let agent = a.string("dispose") else { continue }
-      if agentsChecked && !agentNames.contains(agent) {
-        problem("$.actions[\(i)].dispose", expected: agentName(agentNames), found: found(.string(agent)))
+      guard let a = v.objectValue else { continue }
+      let (member, kind): (String, Action.Kind)
+      if let agent = a.string("disconnect") {
+        (member, kind) = ("disconnect", .disconnect(agent))
+        if !relayNetwork {
+          problem(
+            "$.actions[\(i)].disconnect", expected: "network kind \"relay\" (only the relay's connections can be cut)",
+            found: "a scenario on the harness's network")
+        }
+      } else if let agent = a.string("dispose") {
+        (member, kind) = ("dispose", .dispose(agent))
+      } else {
+        continue
       }
-      scenario.actions.append(Action(atMs: a.double("atMs") ?? 0, kind: .dispose(agent)))
+      if agentsChecked && !agentNames.contains(kind.agent) {
+        problem("$.actions[\(i)].\(member)", expected: agentName(agentNames), found: found(.string(kind.agent)))
+      }
+      scenario.actions.append(Action(atMs: a.double("atMs") ?? 0, kind: kind))
     }
     if let n = o.object("network") {
       scenario.network.kind = n.string("kind").flatMap(NetworkSettings.Kind.init(rawValue:)) ?? .harness
@@ -399,6 +413,8 @@ final class Reader: FormatChecker {
     case "inactive_chunks_dropped": .inactiveChunksDropped
     case "activity_refresh": .activityRefresh
     case "end_after_chunks": .endAfterChunks
+    case "disconnect_recovery": .disconnectRecovery
+    case "reconnect": .reconnect(withinMs: o.double("withinMs") ?? 10_000)
     case "relay_fanout": .relayFanOut
     case "relay_order": .relayOrder
     case "relay_ping": .relayPing

@@ -290,6 +290,10 @@ public struct Expectation: Sendable, Hashable {
     case activityRefresh
     /// With `seq` in use, `stream_end` carries the chunk count and `onEnd` follows every chunk (KSP-4.4).
     case endAfterChunks
+    /// Each stream cut off by a `disconnect` action ends once: onEnd, or reclaimed (KSP-8.2).
+    case disconnectRecovery
+    /// Each worker cut off is back within `withinMs`, and its later streams end normally (PERF).
+    case reconnect(withinMs: Double)
     /// KSP-11.1: each frame reaches every other open connection unchanged and of its kind, never its sender.
     case relayFanOut
     /// KSP-11.2: frames from one sender reach each receiver in the order sent.
@@ -395,6 +399,8 @@ extension Expectation.Kind {
     case .inactiveChunksDropped: "inactive_chunks_dropped"
     case .activityRefresh: "activity_refresh"
     case .endAfterChunks: "end_after_chunks"
+    case .disconnectRecovery: "disconnect_recovery"
+    case .reconnect: "reconnect"
     case .relayFanOut: "relay_fanout"
     case .relayOrder: "relay_order"
     case .relayPing: "relay_ping"
@@ -418,6 +424,7 @@ extension Expectation.Kind {
     case .exactlyOneTerminal: ["KSP-4.2", "KSP-5.4"]
     case .timeoutWindow: ["KSP-6.1", "KSP-6.2", "KSP-6.3"]
     case .activeStreamsEmpty: ["KSP-9.1", "KSP-8.2", "KSP-10.1"]
+    case .disconnectRecovery: ["KSP-8.2", "KSP-6.2"]
     case .metric(let m, _, _):
       switch m {
       case .retainedBytes, .peakBytes: [defaultRule]
@@ -453,6 +460,8 @@ extension Expectation.Kind {
     case .inactiveChunksDropped: "KSP-3.5"
     case .activityRefresh: "KSP-3.3"
     case .endAfterChunks: "KSP-4.4"
+    case .disconnectRecovery: "KSP-8.2"
+    case .reconnect: "PERF"
     case .relayFanOut: "KSP-11.1"
     case .relayOrder: "KSP-11.2"
     case .relayPing: "KSP-11.3"
@@ -558,7 +567,20 @@ public struct Action: Sendable, Hashable {
   public enum Kind: Sendable, Hashable {
     /// Dispose the buses of this agent (KSP-10.1).
     case dispose(String)
+    /// Close the relay connections of this agent's workers; their buses reconnect on their own
+    /// (PROTOCOL.md §11), and the streams they had open are judged (`disconnect_recovery`).
+    case disconnect(String)
+
+    /// The agent the action acts on.
+    public var agent: String {
+      switch self {
+      case .dispose(let agent), .disconnect(let agent): agent
+      }
+    }
   }
+
+  /// Whether the action cuts relay connections.
+  public var isDisconnect: Bool { if case .disconnect = kind { true } else { false } }
 
   public var atMs: Double
   public var kind: Kind

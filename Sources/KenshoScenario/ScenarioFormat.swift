@@ -411,6 +411,19 @@ public enum ScenarioFormat {
           "Allowed bytes above the baseline.")
       ],
       doc: "KSP-9.3: memory during the run stays within maxBytes above the baseline."),
+    Check(
+      name: "disconnect_recovery", fields: [],
+      doc: "KSP-8.2 (or 6.2): each stream open across a `disconnect` action of its consumer or producer ends "
+        + "exactly once: onEnd, or reclaimed with STREAM_TIMEOUT or PRODUCER_GONE; untested without a disconnection."),
+    Check(
+      name: "reconnect",
+      fields: [
+        Field(
+          "withinMs", time(min: 1), default: 10_000,
+          "Longest time from the cut to the worker's next relay connection, ms.")
+      ],
+      doc: "PERF: each worker whose relay connection a `disconnect` action cut is back within `withinMs`, and the "
+        + "streams through it that began after it came back end with onEnd."),
     relayCheck(
       "relay_fanout",
       "KSP-11.1: each frame reaches every other open connection unchanged and of its kind, never its sender."),
@@ -605,13 +618,28 @@ public enum ScenarioFormat {
 
   // MARK: The scenario
 
-  public static let action = Shape.object(
-    ObjectShape(
-      doc: "Something the harness does at a set scenario time.",
-      [
-        Field("atMs", time(), default: 0, "When, in ms of scenario time."),
-        Field("dispose", .text, required: true, "Dispose the buses of this agent (KSP-10.1)."),
-      ]))
+  public static let action = Shape.named(
+    "action",
+    .either(
+      member: "disconnect",
+      present: .object(
+        ObjectShape(
+          doc: "Cut the relay connections of an agent's workers at a set scenario time.",
+          [
+            Field("atMs", time(), default: 0, "When, in ms of scenario time."),
+            Field(
+              "disconnect", .text, required: true,
+              "Close the relay connections of this agent's workers (network kind \"relay\", embedded relay); "
+                + "their buses reconnect on their own, and `disconnect_recovery` and `reconnect` judge what follows."),
+          ])),
+      absent: .object(
+        ObjectShape(
+          doc: "Dispose an agent's buses at a set scenario time.",
+          [
+            Field("atMs", time(), default: 0, "When, in ms of scenario time."),
+            Field("dispose", .text, required: true, "Dispose the buses of this agent (KSP-10.1)."),
+          ])),
+      what: "an object with \"dispose\" or \"disconnect\""))
 
   public static let scenario = Shape.object(
     ObjectShape(
@@ -671,12 +699,13 @@ public enum ScenarioFormat {
   /// The rules the loader checks in code, after the declaration: what a JSON Schema cannot say.
   /// The format document lists them; the invalid-scenario fixtures cover each.
   public static let codeRules = [
-    "workload consumers and producers, fault `between` and `from`, and action `dispose` name agents in `agents`",
+    "workload consumers and producers, fault `between` and `from`, and actions `dispose` and `disconnect` name agents in `agents`",
     "worker names are unique across agents, and `name-(count-1)` is a worker name",
     "rule ids exist in KSP/1, and an expectation's `rule` is one its check decides",
     "metric `min` ≤ `max`; a uniform delay's `maxMs` ≥ `minMs`",
     "`sampleEveryMs` ≥ `deadlineMs` / 10000000",
     "a relay network needs `time.mode` \"real\", and its faults are drops, copies or delays (no `forge`)",
+    "a `disconnect` action needs network kind \"relay\"",
     "workers, streams and chunks summed over the scenario stay within the limits",
   ]
 }

@@ -29,11 +29,17 @@ public struct RunRecord: Sendable {
   public let history: History
   public let metrics: Metrics
   public let timelines: [StreamTimeline]
+  /// The relay connections the harness cut, in order.
+  public let disconnections: [Disconnection]
 
   public init(history: History, metrics: Metrics) {
     self.history = history
     self.metrics = metrics
-    self.timelines = StreamTimeline.build(history)
+    let cuts = Disconnection.all(in: history)
+    var timelines = StreamTimeline.build(history)
+    Disconnection.mark(&timelines, history, cuts)
+    self.timelines = timelines
+    self.disconnections = cuts
   }
 
   public func label(_ s: Int) -> String { history.label(Int32(s)) }
@@ -85,6 +91,14 @@ public struct StreamTimeline: Sendable {
   public var cancels: [(accepted: Bool, t: Int64)] = []
   public var openFailed = false
   public var opened = false
+  /// The disconnection (index in ``RunRecord/disconnections``) that cut the stream's consumer
+  /// or producer off while the stream was open, if one did.
+  public var cutOff: Int?
+  /// Whether its producer was cut off while it was open: what the producer sent then may have
+  /// reached no one, the relay included (where an adapter's wire is recorded).
+  public var producerCut = false
+  /// Whether its consumer was cut off while it was open (its request or cancel may be lost).
+  public var consumerCut = false
 
   public var terminal: (Terminal, t: Int64)? { terminals.first }
 
@@ -106,7 +120,7 @@ public struct StreamTimeline: Sendable {
         if let i = valid(s), out[i].finish == nil { out[i].finish = (error, result, entry.t) }
       case .emitAfterFinish(let s, let result): if let i = valid(s) { out[i].emitAfterFinish = result }
       case .cancel(let s, let accepted): if let i = valid(s) { out[i].cancels.append((accepted, entry.t)) }
-      case .dispose, .crash: break
+      case .dispose, .crash, .disconnected, .connected: break
       case .sent(let m): if let i = streamOf(m) { out[i].messages.append(m) }
       case .fault(let m, let decision): if let i = streamOf(m) { out[i].faults.append((m, decision)) }
       case .delivered(let m, let to):
@@ -130,6 +144,7 @@ public struct StreamTimeline: Sendable {
   /// Whether the harness's network carried this stream's data messages from the producer
   /// to the consumer as a transport that keeps order would: no drop, repeat, delay or cut.
   public func transportKeptOrder(_ h: History) -> Bool {
+    if cutOff != nil { return false }  // a relay connection cut while it was open
     for (m, decision) in faults {
       let w = h.wire[Int(m)]
       guard !w.creditFrame, w.type != .streamRequest, w.type != .streamCancel else { continue }

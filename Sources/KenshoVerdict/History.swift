@@ -236,6 +236,11 @@ public enum Event: Sendable, Hashable {
   case dispose(History.Worker)
   /// A worker crashed; `announced` when the others were told (KSP-8.1).
   case crash(History.Worker, announced: Bool)
+  /// The harness closed the worker's relay connection (a `disconnect` action).
+  case disconnected(History.Worker)
+  /// A relay connection labelled with the worker's name was admitted (joining, or back after
+  /// a disconnection).
+  case connected(History.Worker)
   /// A bus sent a message (or the harness forged one).
   case sent(History.Message)
   /// A fault decision on a message.

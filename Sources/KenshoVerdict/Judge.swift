@@ -1,3 +1,4 @@
+import KenshoProtocol
 public import KenshoScenario
 
 /// Turns a scenario's expectations and a run's record into check results: each expectation
@@ -31,6 +32,8 @@ public enum Judge {
     case .inactiveChunksDropped: InactiveChunksDropped()
     case .activityRefresh: ActivityRefresh()
     case .endAfterChunks: EndAfterChunks()
+    case .disconnectRecovery: DisconnectRecovery(rule: e.rule)
+    case .reconnect(let ms): Reconnect(within: Nanos.from(ms: ms), rule: e.rule)
     case .relayFanOut: RelayFanOut()
     case .relayOrder: RelayOrder()
     case .relayPing: RelayPing()

@@ -193,7 +193,7 @@ public struct WireLog: Sendable, Hashable, Codable {
         case .opened(let x), .openFailed(let x), .handler(let x, _), .finish(let x, _, _), .emitAfterFinish(let x, _),
           .cancel(let x, _), .onEnd(let x, _), .onError(let x, _):
           if x == Int32(s) { events.append((sentSoFar, entry)) }
-        case .crash(let w, _):
+        case .crash(let w, _), .disconnected(let w), .connected(let w):
           let info = h.streams[s]
           if w == info.producer || w == info.consumer { events.append((sentSoFar, entry)) }
         default: break
@@ -348,6 +348,12 @@ public struct WireLog: Sendable, Hashable, Codable {
       let name = h.name(w)
       return Row(
         message: nil, t: t, type: "crash", from: name, to: name, note: announced ? "announced" : "silent")
+    case .disconnected(let w):
+      let name = h.name(w)
+      return Row(message: nil, t: t, type: "disconnected", from: name, to: name, note: "relay connection cut")
+    case .connected(let w):
+      let name = h.name(w)
+      return Row(message: nil, t: t, type: "connected", from: name, to: name, note: "at the relay")
     default: return nil
     }
   }

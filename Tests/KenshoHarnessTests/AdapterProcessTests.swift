@@ -275,3 +275,34 @@ struct AdapterLineTests {
     #expect(feed(String(repeating: "x", count: 5000))?.count == 5005)
   }
 }
+
+@Suite("Child processes get nothing of the harness's but their pipes")
+struct SpawnDescriptorTests {
+  @Test("a child holds only stdin, stdout and stderr, though the harness has descriptors open without close-on-exec")
+  func onlyStandardDescriptors() throws {
+    // A socket without close-on-exec, as SwiftNIO's accepted connections are: a child holding
+    // the embedded relay's end of a connection kept it open after the relay closed it.
+    let leaky = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    try #require(leaky >= 0)
+    defer { close(leaky) }
+    let started = try Spawn.start(["/bin/sh", "-c", "ls /proc/self/fd"])
+    close(started.stdin)
+    var output: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+      let n = buffer.withUnsafeMutableBytes { read(started.stdout, $0.baseAddress, 4096) }
+      if n < 0 && errno == EINTR { continue }
+      guard n > 0 else { break }
+      output += buffer[0..<n]
+    }
+    close(started.stdout)
+    close(started.stderr)
+    var status: Int32 = 0
+    _ = waitpid(started.pid, &status, 0)
+    // `ls` opens /proc/self/fd itself (fd 3); anything else came from the harness.
+    let fds = String(decoding: output, as: UTF8.self).split(separator: "\n").compactMap { Int($0) }
+    #expect(fds.contains(0) && fds.contains(1) && fds.contains(2), "\(fds)")
+    #expect(!fds.contains(Int(leaky)) || Int(leaky) == 3, "the child holds the harness's socket: \(fds)")
+    #expect(fds.filter { $0 > 3 }.isEmpty, "the child holds \(fds)")
+  }
+}

@@ -190,3 +190,66 @@ struct AdapterRelayTests {
     #expect(result.checks.contains { $0.detail?.contains("only at its embedded relay") == true })
   }
 }
+
+/// A `disconnect` action: the embedded relay closes workers' connections mid-stream, and the
+/// buses must come back on their own (Scenarios/relay-disconnect.json).
+@Suite("Disconnections at the relay", .serialized)
+struct RelayDisconnectTests {
+  static func scenario() throws -> Scenario {
+    try ScenarioLoader.load(file: packageRoot.appendingPathComponent("Scenarios/relay-disconnect.json").path)
+  }
+
+  static func run(_ scenario: Scenario, impl: String? = nil, relayURL: String? = nil) -> ScenarioResult {
+    var options = RunOptions(measure: false)
+    options.adapterCommand = impl
+    options.relayURL = relayURL
+    return ScenarioRunner(wallDeadline: .seconds(120), options: options).run(scenario)
+  }
+
+  static func verdict(_ result: ScenarioResult, _ check: String) -> Verdict? {
+    result.checks.first { $0.name == check }?.verdict
+  }
+
+  @Test("relay-disconnect passes on the reference buses: streams cut off end once, the workers come back (KSP-8.2)")
+  func referenceRecovers() throws {
+    let result = Self.run(try Self.scenario())
+    #expect(result.verdict == .pass, "\(result.error ?? "") \(result.checks.filter { $0.verdict != .pass })")
+    // Not vacuous: streams were open across the cuts, and streams began after the returns.
+    #expect(Self.verdict(result, "disconnect_recovery") == .pass)
+    #expect(Self.verdict(result, "reconnect") == .pass, "\(result.checks.filter { $0.name == "reconnect" })")
+    #expect(Self.verdict(result, "seq_delivery") == .pass, "the cut streams are judged under KSP-3.4")
+  }
+
+  @Test(
+    "relay-disconnect passes on the JavaScript bus through its adapter",
+    .enabled(if: hasNode && RelayScenarioTests.hasWs, "needs node-ws"))
+  func javascriptRecovers() throws {
+    let result = Self.run(try Self.scenario(), impl: nodeAdapter)
+    #expect(result.verdict == .pass, "\(result.error ?? "") \(result.checks.filter { $0.verdict != .pass })")
+    #expect(Self.verdict(result, "disconnect_recovery") == .pass)
+    #expect(Self.verdict(result, "reconnect") == .pass)
+  }
+
+  @Test(
+    "a bus that never reconnects fails reconnect, naming the worker, and its streams are still reclaimed",
+    .enabled(if: hasNode && RelayScenarioTests.hasWs, "needs node-ws"))
+  func neverReconnectingCaught() throws {
+    var scenario = try Self.scenario()
+    // Only the consumer's cut: producers that never return would leave nothing to stream.
+    scenario.actions.removeAll { $0.kind == .disconnect("producer") }
+    scenario.workload[1].streams = 8
+    let result = Self.run(scenario, impl: nodeAdapter + " --misbehave no-reconnect")
+    #expect(result.verdict == .fail, "\(result.verdict) \(result.error ?? "")")
+    let reconnect = result.checks.first { $0.name == "reconnect" }
+    #expect(reconnect?.verdict == .fail, "\(String(describing: reconnect))")
+    #expect(reconnect?.counterexample?.text.contains("flaky was not back") == true, "\(String(describing: reconnect))")
+    #expect(Self.verdict(result, "disconnect_recovery") == .pass)
+  }
+
+  @Test("a disconnect action with a relay the harness does not run is UNSUPPORTED, saying why")
+  func externalRelayCannotCut() throws {
+    let result = Self.run(try Self.scenario(), relayURL: "ws://127.0.0.1:9/")
+    #expect(result.verdict == .unsupported, "\(result.verdict) \(result.error ?? "")")
+    #expect(result.checks.contains { $0.detail?.contains("disconnections act at the embedded relay") == true })
+  }
+}
