@@ -32,7 +32,7 @@ struct BenchmarkFailure: Error, CustomStringConvertible {
   var description: String
 }
 
-func throughput(streams: Int, chunks: Int, adapter: String?) throws -> Throughput {
+func throughput(streams: Int, chunks: Int, adapter: String?, hotLines: Bool = true) throws -> Throughput {
   let total = streams * chunks
   let text = """
     {"format": "kensho-scenario/1", "name": "bench-throughput", "time": {"mode": "real", "deadlineMs": 600000},
@@ -46,6 +46,7 @@ func throughput(streams: Int, chunks: Int, adapter: String?) throws -> Throughpu
   let scenario = try ScenarioLoader.load(data: Data(text.utf8), file: "bench-throughput")
   var options = RunOptions(measure: false)
   options.adapterCommand = adapter
+  options.hotLines = hotLines
   let before = cpuSeconds()
   let result = ScenarioRunner(wallDeadline: .seconds(600), options: options).run(scenario)
   let after = cpuSeconds()

@@ -335,10 +335,18 @@ public final class AdapterProcess: Sendable {
     var done: @Sendable (Result<AdapterAck, AdapterFailure>) -> Void
   }
 
+  /// An event of a pipelined process, as the harness handles it.
+  enum PipelinedEvent: Sendable {
+    case event(AdapterEvent)
+    /// A `send` read by the hot path (``HotLine``): its message decoded, and valid as sent.
+    case sent(worker: String, message: KenshoMessage)
+  }
+
   private struct Pipeline {
     /// In the order written, which is the order the acks must come in.
     var pending = Deque<Pending>()
-    var onEvent: (@Sendable (AdapterEvent) -> Void)?
+    var onEvent: (@Sendable (PipelinedEvent) -> Void)?
+    var hotLines = true
     var onFailure: (@Sendable (AdapterFailure) -> Void)?
     /// The dispatcher stopped: nothing more is read.
     var ended = false
@@ -354,12 +362,14 @@ public final class AdapterProcess: Sendable {
   /// waits for its own ack, and returns no events). The first misbehaviour goes to `onFailure`
   /// and fails every operation waiting.
   func startPipelining(
-    onEvent: @escaping @Sendable (AdapterEvent) -> Void, onFailure: @escaping @Sendable (AdapterFailure) -> Void
+    hotLines: Bool = true, onEvent: @escaping @Sendable (PipelinedEvent) -> Void,
+    onFailure: @escaping @Sendable (AdapterFailure) -> Void
   ) {
     let first = operation.withLock { _ in
       let was = pipelined.exchange(true, ordering: .acquiringAndReleasing)
       pipeline.withLock { p in
         p.onEvent = onEvent
+        p.hotLines = hotLines
         p.onFailure = onFailure
       }
       return !was
@@ -458,7 +468,7 @@ public final class AdapterProcess: Sendable {
 
   /// The line thread of a pipelined process: every line, checked, to its place.
   private func dispatchLines() {
-    let onEvent = pipeline.withLock { $0.onEvent }
+    let (onEvent, hotLines) = pipeline.withLock { ($0.onEvent, $0.hotLines) }
     while true {
       let due = pipeline.withLock { $0.pending.first?.due }
       let wake = min(due ?? .now.advanced(by: .seconds(1)), .now.advanced(by: .milliseconds(250)))
@@ -468,13 +478,26 @@ public final class AdapterProcess: Sendable {
       switch next {
       case .line(let line):
         let number = linesRead.wrappingAdd(1, ordering: .relaxed).newValue
+        // The lines of the hot path first; what it does not read plainly, the checker reads.
+        if hotLines, let hot = HotLine.decode(line) {
+          switch hot {
+          case .send(let worker, let message): onEvent?(.sent(worker: worker, message: message))
+          case .callback(let kind, let worker, let streamId, let value):
+            onEvent?(.event(.callback(kind, worker: worker, streamId: streamId, value: value)))
+          }
+          if let head, ContinuousClock.now >= head.due {
+            endPipeline(fail("did not acknowledge \"\(head.op)\" \(describe(head.bound, head.started))"))
+            return
+          }
+          continue
+        }
         let answering = head.map { " (in answer to \"\($0.op)\")" } ?? ""
         switch Self.line(from: line, answering: head?.op ?? "", source: "stdout line \(number)") {
         case .failure(let problem):
           endPipeline(fail("\(problem)\(answering)"))
           return
         case .success(.event(let event)):
-          onEvent?(event)
+          onEvent?(.event(event))
           // Lines that keep coming do not stretch an operation's deadline.
           if let head, ContinuousClock.now >= head.due {
             endPipeline(fail("did not acknowledge \"\(head.op)\" \(describe(head.bound, head.started))"))
@@ -701,19 +724,12 @@ extension AdapterProcess {
       return .failure(LineProblem(description: "wrote an object whose \"event\" is not a string: \(excerpt(line))"))
     }
     // 1e999 is JSON, but no double: it would come back as infinity, which no message may carry.
-    if !allFinite(json), let path = nonFinite(json, at: "$") {
-      return .failure(LineProblem(description: "wrote a number out of range at \(path): \(excerpt(line))"))
+    if !json.allFinite, let path = nonFinite(json, at: "$") {
+      // A path through deep nesting is shortened in the middle: a problem stays one short line.
+      let shown = path.count > 160 ? "\(path.prefix(80))…\(path.suffix(60))" : path
+      return .failure(LineProblem(description: "wrote a number out of range at \(shown): \(excerpt(line))"))
     }
     return .success(object)
-  }
-
-  static func allFinite(_ value: JSONValue) -> Bool {
-    switch value {
-    case .double(let d): return d.isFinite
-    case .array(let items): return items.allSatisfy(allFinite)
-    case .object(let members): return members.values.allSatisfy(allFinite)
-    default: return true
-    }
   }
 
   /// The path of the first number that is not finite in `value`, if any.

@@ -138,7 +138,8 @@ final class ReferenceRun: Sendable {
           command: command, scenario: scenario, seed: seed, network: network, clock: clock, config: config,
           deadline: options.adapterDeadline, log: options.adapterLog,
           recorder: recorder, executor: executor,
-          relay: relay.map { AdapterConfiguration.Relay(url: $0.url.description, token: $0.token) })
+          relay: relay.map { AdapterConfiguration.Relay(url: $0.url.description, token: $0.token) },
+          hotLines: options.hotLines)
         adapters = host
         let buses = host.makeBuses()
         busesBox.withLock { $0 = buses }

@@ -38,6 +38,8 @@ final class AdapterHost: Sendable {
   /// The buses talk through a relay (relay mode): the harness sees their wire there, and a
   /// `send` event is a lie.
   let onRelay: Bool
+  /// Whether the hot path reads `send` and callback lines (``HotLine``).
+  private let hotLines: Bool
   /// The run is over: operations are no longer sent, and what fails no longer counts.
   private let closing = Atomic<Bool>(false)
   /// Agents whose process is being shut down: what fails there then is the shutdown's to report.
@@ -49,8 +51,9 @@ final class AdapterHost: Sendable {
   init(
     command: String, scenario: Scenario, seed: UInt64, network: LocalNetwork, clock: any BusClock,
     config: BusConfiguration, deadline: Duration, log: (@Sendable (String) -> Void)?, recorder: HistoryRecorder,
-    executor: DispatchQueue? = nil, relay: AdapterConfiguration.Relay? = nil
+    executor: DispatchQueue? = nil, relay: AdapterConfiguration.Relay? = nil, hotLines: Bool = true
   ) throws(AdapterFailure) {
+    self.hotLines = hotLines
     self.network = network
     self.onRelay = relay != nil
     self.clock = clock
@@ -104,6 +107,7 @@ final class AdapterHost: Sendable {
     for (key, process) in processes {
       guard let worker = agentOf.first(where: { $0.value == key })?.key else { continue }
       process.startPipelining(
+        hotLines: hotLines,
         onEvent: { [weak self] event in
           guard let self else { return }
           // Events the executor has not handled yet are bounded: an implementation that writes
@@ -116,13 +120,44 @@ final class AdapterHost: Sendable {
             )
           }
           guard waiting <= Self.maxEventsWaiting else { return }
-          executor.async {
+          self.enqueue(executor) {
             self.eventsWaiting.subtract(1, ordering: .relaxed)
-            self.handle(worker, event)
+            switch event {
+            case .event(let event): self.handle(worker, event)
+            case .sent(let named, let message): self.handle(worker, sent: message, by: named)
+            }
           }
         },
         onFailure: { [weak self] failure in self?.record(failure, of: key) })
     }
+  }
+
+  /// Real time: what the line threads hand the executor (events, and acks' continuations), in
+  /// the order they handed it, and whether a block to drain it is on the executor. One block
+  /// drains what has gathered, so that a busy run does not pay a dispatch and a wake-up per
+  /// line; it takes one batch at a time, so that the executor's timers still get their turn.
+  private let inbox = Mutex<(work: [@Sendable () -> Void], scheduled: Bool)>(([], false))
+
+  private func enqueue(_ executor: DispatchQueue, _ work: @escaping @Sendable () -> Void) {
+    let schedule = inbox.withLock { inbox in
+      inbox.work.append(work)
+      defer { inbox.scheduled = true }
+      return !inbox.scheduled
+    }
+    if schedule { executor.async { [weak self] in self?.drainInbox(executor) } }
+  }
+
+  private func drainInbox(_ executor: DispatchQueue) {
+    let batch = inbox.withLock { inbox in
+      defer { inbox.work.removeAll(keepingCapacity: true) }
+      return inbox.work
+    }
+    for work in batch { work() }
+    let more = inbox.withLock { inbox in
+      inbox.scheduled = !inbox.work.isEmpty
+      return inbox.scheduled
+    }
+    if more { executor.async { [weak self] in self?.drainInbox(executor) } }
   }
 
   /// Real time: events read and not yet handled by the executor.
@@ -153,7 +188,7 @@ final class AdapterHost: Sendable {
     flushRoutedFirst(operation)
     process.submit(operation, line: line) { [weak self] result in
       guard let self else { return }
-      executor.async {
+      self.enqueue(executor) {
         switch result {
         case .success(let ack): then?(ack)
         case .failure(let failure):
@@ -421,31 +456,52 @@ final class AdapterHost: Sendable {
     }
   }
 
-  private func handle(_ worker: String, _ event: AdapterEvent) {
+  /// The workers of `worker`'s process, when an event it wrote may be handled: the process is
+  /// not one the harness killed, and the event names one of its own workers (no impersonation).
+  private func admitted(_ worker: String, naming named: String, _ event: String) -> Set<String>? {
     // Real time: what a process wrote before the harness killed it (a crash) is not handled
     // after it, as in virtual time where it would never have been read.
-    if executor != nil, let agent = agentOf[worker], dead.withLock({ $0.contains(agent) }) { return }
-    let buses = busesBox.withLock { $0 }
-    // An event names a worker of the process that wrote it, never another's (no impersonation).
+    if executor != nil, let agent = agentOf[worker], dead.withLock({ $0.contains(agent) }) { return nil }
     let hosted = hosted(with: worker)
-    let named = event.worker ?? worker
     guard hosted.contains(named) else {
-      fail(
-        worker, "\(label(of: worker)) reported \(event.name) for worker \(Self.brief(named)), which it does not host")
-      return
+      fail(worker, "\(label(of: worker)) reported \(event) for worker \(Self.brief(named)), which it does not host")
+      return nil
     }
+    return hosted
+  }
+
+  /// Whether a message the process says one of its buses sent may go to the harness's network:
+  /// not in relay mode (the relay carries it), and from one of its own workers.
+  private func mayRoute(_ worker: String, source: String?, hosted: Set<String>) -> Bool {
+    guard !onRelay else {
+      fail(worker, "\(label(of: worker)) wrote a send event in relay mode, where its buses send through the relay")
+      return false
+    }
+    if let source, !hosted.contains(source) {
+      fail(
+        worker, "\(label(of: worker)) sent a message with sourceWorker \(Self.brief(source)), a worker it does not host"
+      )
+      return false
+    }
+    return true
+  }
+
+  /// A `send` the hot path read (``HotLine``): the same as ``handle(_:_:)`` does with it, its
+  /// message already decoded and valid as sent.
+  private func handle(_ worker: String, sent message: KenshoMessage, by named: String) {
+    guard let hosted = admitted(worker, naming: named, "send"),
+      mayRoute(worker, source: message.sourceWorker, hosted: hosted)
+    else { return }
+    network.send(message)
+  }
+
+  private func handle(_ worker: String, _ event: AdapterEvent) {
+    let named = event.worker ?? worker
+    guard let hosted = admitted(worker, naming: named, event.name) else { return }
+    let buses = busesBox.withLock { $0 }
     switch event {
     case .send(_, let raw):
-      guard !onRelay else {
-        fail(worker, "\(label(of: worker)) wrote a send event in relay mode, where its buses send through the relay")
-        return
-      }
-      if let source = raw.objectValue?["sourceWorker"]?.stringValue, !hosted.contains(source) {
-        fail(
-          worker,
-          "\(label(of: worker)) sent a message with sourceWorker \(Self.brief(source)), a worker it does not host")
-        return
-      }
+      guard mayRoute(worker, source: raw.objectValue?["sourceWorker"]?.stringValue, hosted: hosted) else { return }
       switch KenshoCodec.message(from: raw, mode: .sent) {
       case .success(let m): network.send(m)
       case .failure(let rejection):

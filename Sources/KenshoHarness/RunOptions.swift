@@ -40,6 +40,9 @@ public struct RunOptions: Sendable {
   /// Frames of 64 KiB the relay probe floods past its stalled receiver (KSP-11.6); fewer make a
   /// faster probe for tests that do not judge that rule.
   @_spi(Testing) public var relayProbeFloodFrames = 256
+  /// Adapter lines of the hot path (`send`, callbacks) are read by ``HotLine`` before the general
+  /// checker; off only to measure what it saves (kensho-bus-bench's baseline).
+  public var hotLines = true
   /// Receives what adapter processes write to stderr.
   public var adapterLog: (@Sendable (String) -> Void)?
 

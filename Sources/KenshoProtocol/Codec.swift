@@ -190,7 +190,8 @@ public enum KenshoCodec {
       stack: try field("stack", required: false))
   }
 
-  static func metadata(_ value: JSONValue) throws(MessageRejection) -> MessageMetadata {
+  /// Reads a message's `metadata` object (`seq` and `credit` typed, the rest kept).
+  public static func metadata(_ value: JSONValue) throws(MessageRejection) -> MessageMetadata {
     guard case .object(var o) = value else {
       throw MessageRejection(.wrongType, path: "$.metadata", expected: "an object", found: value.typeName)
     }

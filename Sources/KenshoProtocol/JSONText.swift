@@ -54,6 +54,20 @@ public enum JSONText {
     }
   }
 
+  /// Parses one value that starts at `at` in `bytes` (after any whitespace), nested `depth`
+  /// deep, and leaves `at` just after it: for a decoder that reads a known envelope itself and
+  /// hands the values inside it here, so that they come out as ``parse(_:)`` makes them.
+  public static func value(
+    in bytes: UnsafeBufferPointer<UInt8>, at: inout Int, depth: Int
+  ) throws(ParseError) -> JSONValue {
+    var parser = Parser(bytes: bytes)
+    parser.at = at
+    parser.skipSpace()
+    let value = try parser.value(depth: depth)
+    at = parser.at
+    return value
+  }
+
   /// Writes compact JSON with object keys sorted; fails on a non-finite number.
   public static func serialize(_ value: JSONValue) throws(ParseError) -> [UInt8] {
     var out: [UInt8] = []

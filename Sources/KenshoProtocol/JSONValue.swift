@@ -149,3 +149,15 @@ extension JSONValue: Codable {
     }
   }
 }
+
+extension JSONValue {
+  /// Whether every number in it is finite (`1e999` parses, but is no number a message may carry).
+  public var allFinite: Bool {
+    switch self {
+    case .double(let d): d.isFinite
+    case .array(let items): items.allSatisfy(\.allFinite)
+    case .object(let members): members.values.allSatisfy(\.allFinite)
+    default: true
+    }
+  }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import KenshoAdapterProtocol
 import KenshoProtocol
 import KenshoScenario
 import KenshoVerdict
@@ -28,7 +29,7 @@ struct AdapterFuzzTests {
   @Test("mutated adapter output never crashes the reader and is judged consistently")
   func fuzzLines() throws {
     var fuzzer = LineFuzzer(seed: Self.seed)
-    var stats = (lines: 0, bytes: 0, events: 0, rejected: 0, tooLong: 0, batches: 0)
+    var stats = (lines: 0, bytes: 0, events: 0, rejected: 0, tooLong: 0, batches: 0, hot: 0)
     /// Time spent in the reader's code (splitting and parsing), apart from making lines and checking.
     var reading = Duration.zero
     var failures: [String] = []
@@ -91,13 +92,16 @@ struct AdapterFuzzTests {
         generated.compactMap { g in g.original.map { (g.bytes, $0) } }, uniquingKeysWith: { a, _ in a })
       for (i, line) in got.enumerated() {
         let place = "\(context), line \(i): \(AdapterProcess.excerpt(line, max: 80))"
+        // The hot path reads what it reads as the general path does.
+        if HotLine.decode(line) != nil { stats.hot += 1 }
+        if let why = HotLineAgreement.disagreement(line) { failures.append("\(place): hot path: \(why)") }
         let parseStarted = ContinuousClock.now
         let parsed = AdapterProcess.event(from: line)
         reading += ContinuousClock.now - parseStarted
         switch parsed {
         case .success(let event):
           stats.events += 1
-          guard event["event"]?.stringValue != nil, AdapterProcess.allFinite(.object(event)) else {
+          guard event["event"]?.stringValue != nil, JSONValue.object(event).allFinite else {
             failures.append("\(place): accepted without a string \"event\" or with a non-finite number")
             continue
           }
@@ -137,7 +141,9 @@ struct AdapterFuzzTests {
         + "\(stats.events) events, \(stats.rejected) lines refused, \(stats.tooLong) batches ended by an over-long line"
     )
     #expect(failures.isEmpty, "\(failures.joined(separator: "\n"))")
-    #expect(stats.events > 0 && stats.rejected > 0 && stats.tooLong > 0, "the fuzzer covers too little: \(stats)")
+    #expect(
+      stats.events > 0 && stats.rejected > 0 && stats.tooLong > 0 && stats.hot > 0,
+      "the fuzzer covers too little: \(stats)")
   }
 
   static func printable(_ text: String) -> Bool {
@@ -166,7 +172,7 @@ struct LineFuzzer {
 
   /// A valid event of each kind an adapter writes.
   mutating func event() -> JSONValue {
-    let worker: JSONValue = .string(pick(["consumer", "producer", "w-1", "é ✓"]))
+    let worker: JSONValue = .string(pick(["consumer", "producer", "w-1", "é ✓", "producer"]))
     let streamId = id()
     switch int(0...6) {
     case 0:

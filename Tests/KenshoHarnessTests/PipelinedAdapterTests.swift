@@ -29,8 +29,8 @@ final class PipelineLog: Sendable {
     }
   }
 
-  func event(_ event: AdapterEvent) {
-    if case .log(_, let message) = event { state.withLock { $0.events.append((message, .now)) } }
+  func event(_ event: AdapterProcess.PipelinedEvent) {
+    if case .event(.log(_, let message)) = event { state.withLock { $0.events.append((message, .now)) } }
   }
 
   func failure(_ text: String) { state.withLock { $0.failures.append(text) } }
