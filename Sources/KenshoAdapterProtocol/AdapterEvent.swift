@@ -38,6 +38,34 @@ public enum AdapterEvent: Sendable, Hashable {
   /// Its line, without the newline, as `JSONText.serialize(json)` writes it, written without
   /// making the object (the adapter's hot path).
   public func write(into out: inout [UInt8]) throws(JSONText.ParseError) {
+    if case .callback(let kind, let worker, let streamId, let value) = self {
+      // The line of every chunk a consumer sees: members written in their sorted order.
+      func streamIdMember() {
+        out.append(contentsOf: #","streamId":"#.utf8)
+        if let streamId { JSONText.append(string: streamId, to: &out) } else { out.append(contentsOf: "null".utf8) }
+      }
+      switch kind {
+      case .chunk:
+        out.append(contentsOf: #"{"data":"#.utf8)
+        try JSONText.append(value, to: &out)
+        out.append(contentsOf: #","event":"chunk""#.utf8)
+        streamIdMember()
+      case .end:
+        out.append(contentsOf: #"{"event":"end""#.utf8)
+        streamIdMember()
+        out.append(contentsOf: #","summary":"#.utf8)
+        try JSONText.append(value, to: &out)
+      case .error:
+        out.append(contentsOf: #"{"error":"#.utf8)
+        try JSONText.append(value, to: &out)
+        out.append(contentsOf: #","event":"error""#.utf8)
+        streamIdMember()
+      }
+      out.append(contentsOf: #","worker":"#.utf8)
+      JSONText.append(string: worker, to: &out)
+      out.append(UInt8(ascii: "}"))
+      return
+    }
     var o: [(String, JSONValue)] = [("event", .string(name))]
     if let worker { o.append(("worker", .string(worker))) }
     switch self {
