@@ -29,7 +29,11 @@ final class RelayConnections: RelayPolicy, Sendable {
     inner?.received(from: from, text: text, bytes: bytes)
   }
 
-  func route(from: String, to: String, text: Bool, bytes: ByteBuffer) -> RelayRoute {
-    inner?.route(from: from, to: to, text: text, bytes: bytes) ?? .deliver
+  func route(from: String, to: String, text: Bool, bytes: ByteBuffer, frame: Int) -> RelayRoute {
+    inner?.route(from: from, to: to, text: text, bytes: bytes, frame: frame) ?? .deliver
+  }
+
+  func outcome(frame: Int, to: String, written: Bool) {
+    inner?.outcome(frame: frame, to: to, written: written)
   }
 }

@@ -36,7 +36,7 @@ final class RelayFaults: RelayPolicy, Sendable {
     current.withLock { $0 = (message, tag, decision) }
   }
 
-  func route(from: String, to: String, text: Bool, bytes: ByteBuffer) -> RelayRoute {
+  func route(from: String, to: String, text: Bool, bytes: ByteBuffer, frame: Int) -> RelayRoute {
     guard let (message, tag, decision) = current.withLock({ $0 }),
       message.targetWorker == to || message.targetWorker == KenshoMessage.broadcastTarget
     else { return .deliver }

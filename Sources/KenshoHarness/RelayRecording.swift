@@ -83,7 +83,7 @@ public enum RelayRecording {
       if let flush { handle.write(Data(flush)) }
     }
 
-    public func route(from: String, to: String, text: Bool, bytes: ByteBuffer) -> RelayRoute { .deliver }
+    public func route(from: String, to: String, text: Bool, bytes: ByteBuffer, frame: Int) -> RelayRoute { .deliver }
 
     /// Writes what is pending and closes the file.
     public func close() {

@@ -22,6 +22,12 @@ final class RelayTap: RelayPolicy, Sendable {
   private let tags: RelayNetwork.TagTable
   /// The frame being routed (the relay's event loop routes one frame at a time).
   private let current = Mutex<(message: KenshoMessage, tag: Int32)?>(nil)
+  /// Messages routed to a worker and not yet written or dropped there, with the writes to come.
+  private let routed = Mutex<[Routed: (tag: Int32, receiver: Int32, writes: Int)]>([:])
+  private struct Routed: Hashable {
+    var frame: Int
+    var to: String
+  }
 
   init(sent: SendTap, workers: Set<String>, faults: RelayFaults?, tags: RelayNetwork.TagTable) {
     self.sent = sent
@@ -57,23 +63,37 @@ final class RelayTap: RelayPolicy, Sendable {
     faults?.received(from: from, text: text, bytes: bytes)
   }
 
-  func route(from: String, to: String, text: Bool, bytes: ByteBuffer) -> RelayRoute {
-    let route = faults?.route(from: from, to: to, text: text, bytes: bytes) ?? .deliver
+  func route(from: String, to: String, text: Bool, bytes: ByteBuffer, frame: Int) -> RelayRoute {
+    let route = faults?.route(from: from, to: to, text: text, bytes: bytes, frame: frame) ?? .deliver
     guard let (message, tag) = current.withLock({ $0 }), workers.contains(to),
       message.targetWorker == to || message.targetWorker == KenshoMessage.broadcastTarget
     else { return route }
-    let recorder = sent.recorder
-    let now = sent.clock.nanoseconds()
-    let receiver = recorder.workerId(to)
-    switch route {
-    case .deliver: recorder.record(.delivered(tag, to: receiver), at: now)
-    case .drop: break
-    case .duplicate:
-      recorder.record(.delivered(tag, to: receiver), at: now)
-      recorder.record(.delivered(tag, to: receiver), at: now)
-    case .delay(let nanoseconds): recorder.record(.delivered(tag, to: receiver), at: now &+ max(0, nanoseconds))
+    let writes =
+      switch route {
+      case .deliver, .delay: 1
+      case .duplicate: 2
+      case .drop: 0
+      }
+    // A delivery once the relay has written it: it may yet drop it for a receiver that does not
+    // read (KSP-11.6), or find it gone when a delayed frame is due.
+    if writes > 0 {
+      let receiver = sent.recorder.workerId(to)
+      routed.withLock { $0[Routed(frame: frame, to: to)] = (tag, receiver, writes) }
     }
     return route
+  }
+
+  func outcome(frame: Int, to: String, written: Bool) {
+    let key = Routed(frame: frame, to: to)
+    let entry: (tag: Int32, receiver: Int32, writes: Int)? = routed.withLock { table in
+      guard var entry = table[key] else { return nil }
+      entry.writes -= 1
+      table[key] = entry.writes > 0 ? entry : nil
+      return entry
+    }
+    guard let entry else { return }
+    let now = sent.clock.nanoseconds()
+    sent.recorder.record(written ? .delivered(entry.tag, to: entry.receiver) : .fault(entry.tag, .dropped), at: now)
   }
 }
 

@@ -131,13 +131,20 @@ public protocol RelayPolicy: Sendable {
   /// A frame arrived from `from` (its label); called on the relay's event loop, in order.
   func received(from: String, text: Bool, bytes: ByteBuffer)
   /// What to do with the frame `from` → `to`; `.deliver` unless a fault says otherwise.
-  func route(from: String, to: String, text: Bool, bytes: ByteBuffer) -> RelayRoute
+  /// `frame` numbers the frames the relay received (from 1), as ``outcome(frame:to:written:)``
+  /// names them.
+  func route(from: String, to: String, text: Bool, bytes: ByteBuffer, frame: Int) -> RelayRoute
   /// A connection with this label was admitted; called on the relay's event loop.
   func admitted(_ label: String)
+  /// What became of each write of frame `frame` that ``route(from:to:text:bytes:frame:)`` sent to
+  /// `to` (a duplicate is two): written to the connection, or dropped there (its queue was full,
+  /// KSP-11.6, or it closed before a delayed frame was due).
+  func outcome(frame: Int, to: String, written: Bool)
 }
 
 extension RelayPolicy {
   public func admitted(_ label: String) {}
+  public func outcome(frame: Int, to: String, written: Bool) {}
 }
 
 /// A fault decision for one frame and one receiver.
@@ -210,36 +217,45 @@ final class RelayHub: @unchecked Sendable {
   /// dropped (and counted) for a receiver whose queue is full.
   func forward(from sender: RelayPeer, text: Bool, bytes: ByteBuffer) {
     stats.framesIn += 1
+    let number = stats.framesIn
     policy?.received(from: sender.label, text: text, bytes: bytes)
     let frame = WebSocketFrame(fin: true, opcode: text ? .text : .binary, data: bytes)
     for peer in peers.values where peer !== sender {
       var route = RelayRoute.deliver
       if let policy {
-        route = policy.route(from: sender.label, to: peer.label, text: text, bytes: bytes)
+        route = policy.route(from: sender.label, to: peer.label, text: text, bytes: bytes, frame: number)
         if route != .deliver { stats.faulted += 1 }
       }
       switch route {
-      case .deliver: write(frame, to: peer)
+      case .deliver: write(frame, to: peer, number: number)
       case .drop: break
       case .duplicate:
-        write(frame, to: peer)
-        write(frame, to: peer)
+        write(frame, to: peer, number: number)
+        write(frame, to: peer, number: number)
       case .delay(let nanoseconds):
+        let label = peer.label
         eventLoop.scheduleTask(in: .nanoseconds(max(0, nanoseconds))) { [weak peer] in
-          guard let peer, self.peers[ObjectIdentifier(peer)] != nil else { return }
-          self.write(frame, to: peer)
+          guard let peer, self.peers[ObjectIdentifier(peer)] != nil else {
+            self.policy?.outcome(frame: number, to: label, written: false)
+            return
+          }
+          self.write(frame, to: peer, number: number)
           self.flush()
         }
       }
     }
   }
 
-  private func write(_ frame: WebSocketFrame, to peer: RelayPeer) {
+  /// Writes `frame` (number `number`) to `peer`, or drops it there when its queue is full, and
+  /// tells the policy which.
+  private func write(_ frame: WebSocketFrame, to peer: RelayPeer, number: Int) {
     guard peer.context.channel.isWritable else {
       stats.dropped += 1
       peer.dropped += 1
+      policy?.outcome(frame: number, to: peer.label, written: false)
       return
     }
+    policy?.outcome(frame: number, to: peer.label, written: true)
     peer.context.write(NIOAny(frame), promise: nil)
     stats.framesOut += 1
     if !peer.pendingFlush {

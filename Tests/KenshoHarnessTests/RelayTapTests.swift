@@ -37,13 +37,32 @@ struct RelayTapTests {
     let t = tap()
     let bytes = frame(from: "consumer", to: "producer")
     t.received(from: "consumer", text: true, bytes: bytes)
-    #expect(t.route(from: "consumer", to: "producer", text: true, bytes: bytes) == .deliver)
-    #expect(t.route(from: "consumer", to: "#7", text: true, bytes: bytes) == .deliver)
+    #expect(t.route(from: "consumer", to: "producer", text: true, bytes: bytes, frame: 1) == .deliver)
+    #expect(t.route(from: "consumer", to: "#7", text: true, bytes: bytes, frame: 1) == .deliver)
+    t.outcome(frame: 1, to: "producer", written: true)
+    t.outcome(frame: 1, to: "#7", written: true)
     let h = history()
     #expect(h.wire.count == 1 && h.wire[0].type == .streamRequest)
     #expect(h.undecodable.isEmpty)
     let deliveries = h.events.filter { if case .delivered = $0.event { true } else { false } }
     #expect(deliveries.count == 1, "to producer only, not to an unnamed connection")
+  }
+
+  @Test("KSP-11.6 through the relay: a message the relay drops for a receiver that does not read is no delivery")
+  func droppedAtTheRelayIsNoDelivery() {
+    let t = tap()
+    let bytes = frame(from: "consumer", to: "producer")
+    t.received(from: "consumer", text: true, bytes: bytes)
+    #expect(t.route(from: "consumer", to: "producer", text: true, bytes: bytes, frame: 1) == .deliver)
+    // Routed but not yet written: nothing is known to have arrived.
+    #expect(!history().events.contains { if case .delivered = $0.event { true } else { false } })
+    t.outcome(frame: 1, to: "producer", written: false)
+    let h = history()
+    #expect(!h.events.contains { if case .delivered = $0.event { true } else { false } })
+    #expect(h.events.contains { $0.event == .fault(0, .dropped) }, "the drop is a fault on the message")
+    // A later outcome for the same frame is not counted twice.
+    t.outcome(frame: 1, to: "producer", written: true)
+    #expect(!history().events.contains { if case .delivered = $0.event { true } else { false } })
   }
 
   @Test("KSP-1.1 through the relay: binary frames, garbage and a sourceWorker not the connection's are problems")

@@ -140,11 +140,22 @@ struct RelayServerTests {
     await relay.close()
   }
 
+  /// Counts what the relay says became of each frame it routed.
+  final class OutcomeCounter: RelayPolicy, Sendable {
+    let counts = Mutex<(written: Int, dropped: Int)>((0, 0))
+    func received(from: String, text: Bool, bytes: ByteBuffer) {}
+    func route(from: String, to: String, text: Bool, bytes: ByteBuffer, frame: Int) -> RelayRoute { .deliver }
+    func outcome(frame: Int, to: String, written: Bool) {
+      counts.withLock { written ? ($0.written += 1) : ($0.dropped += 1) }
+    }
+  }
+
   @Test("KSP-11.6: a stalled receiver does not hold up the others; what it cannot take is dropped and counted")
   func stalledReceiver() async throws {
     var configuration = RelayConfiguration(maxBufferedBytes: 256 << 10)
     configuration.sendBufferBytes = 64 << 10
-    let relay = try await RelayServer.start(configuration: configuration)
+    let outcomes = OutcomeCounter()
+    let relay = try await RelayServer.start(configuration: configuration, policy: outcomes)
     let (a, _) = try await connect(relay)
     let stalledInbox = Inbox()
     let stalled = try await RelayClient.connect(
@@ -163,6 +174,9 @@ struct RelayServerTests {
     }
     let stats = await relay.stats()
     #expect(stats.dropped > 0, "nothing was dropped for the stalled receiver: the relay buffered 40 MiB")
+    // The policy (the harness's record of deliveries) hears of every write and every drop.
+    let told = outcomes.counts.withLock { $0 }
+    #expect(told.dropped == stats.dropped && told.written == stats.framesOut, "\(told) against \(stats)")
     stalled.reading(true)
     try await Task.sleep(for: .milliseconds(300))
     #expect(stalledInbox.messages.count + stats.dropped == count)
