@@ -188,8 +188,8 @@ extension KenshoBench {
       for target in targets {
         printError("relay-load: \(target.name)")
         let outcome = blockingResult { () async throws -> RelayLoadResult in
-          try await RelayTarget.with(url: target.url, command: target.command, token: settings.token) { url in
-            await settings.run(url: url, name: target.name)
+          try await RelayTarget.with(url: target.url, command: target.command, token: settings.token) { url, cpu in
+            await settings.run(url: url, name: target.name, cpu: cpu)
           }
         }
         switch outcome {

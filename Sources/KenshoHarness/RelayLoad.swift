@@ -23,6 +23,9 @@ public struct RelayLoadStep: Sendable, Codable, Hashable {
   public var p99Us: Double
   public var p999Us: Double
   public var maxUs: Double
+  /// The relay process's CPU time (user and system) per frame forwarded in the step, µs; known
+  /// only for a relay the harness started (`--relay-cmd`), whose process it can read.
+  public var relayCpuUsPerFrame: Double?
 }
 
 /// A relay's capacity: the steps of the ramp at each client count, and where it stopped.
@@ -33,6 +36,9 @@ public struct RelayLoadResult: Sendable, Codable, Hashable {
   public var capacity: [Int: Double]
   /// Why each client count's ramp stopped.
   public var stoppedBecause: [Int: String]
+  /// For each client count, the relay's CPU µs per forwarded frame at its capacity step, when
+  /// known: what a relay costs per frame whatever the load generator can offer on this machine.
+  public var cpuUsPerFrame: [Int: Double] = [:]
 }
 
 /// Ramps clients and offered rate against one relay until p99 latency passes a bound or frames
@@ -56,16 +62,20 @@ public struct RelayLoad: Sendable {
 
   public init() {}
 
-  public func run(url: RelayURL, name: String) async -> RelayLoadResult {
+  /// `cpu`: the relay process's CPU seconds so far, when the harness can read them.
+  public func run(url: RelayURL, name: String, cpu: (@Sendable () -> Double?)? = nil) async -> RelayLoadResult {
     var result = RelayLoadResult(relay: name, steps: [], capacity: [:], stoppedBecause: [:])
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     for clients in clientCounts {
       let (steps, capacity, why) = await ramp(clients: clients) { rate in
-        await step(url: url, clients: clients, rate: rate, group: group)
+        await step(url: url, clients: clients, rate: rate, group: group, cpu: cpu)
       }
       result.steps += steps
       result.capacity[clients] = capacity
       result.stoppedBecause[clients] = why
+      if capacity > 0, let at = steps.first(where: { $0.forwardedPerSecond == capacity })?.relayCpuUsPerFrame {
+        result.cpuUsPerFrame[clients] = at
+      }
     }
     try? await group.shutdownGracefully()
     return result
@@ -150,7 +160,9 @@ public struct RelayLoad: Sendable {
     }
   }
 
-  func step(url: RelayURL, clients: Int, rate: Double, group: any EventLoopGroup) async -> RelayLoadStep? {
+  func step(
+    url: RelayURL, clients: Int, rate: Double, group: any EventLoopGroup, cpu: (@Sendable () -> Double?)? = nil
+  ) async -> RelayLoadStep? {
     let origin = ContinuousClock.now
     var connections: [(RelayClient, Receiver)] = []
     defer { for (c, _) in connections { c.close() } }
@@ -170,6 +182,7 @@ public struct RelayLoad: Sendable {
         s.histogram.reset()
       }
     }
+    let cpuBefore = cpu?()
     // Each tick sends what the schedule says is due, stamped with its scheduled time.
     let interval = 1.0 / rate
     let total = Int(rate * stepSeconds)
@@ -222,10 +235,14 @@ public struct RelayLoad: Sendable {
       }
     }
     func us(_ v: UInt64) -> Double { Double(v) / 1_000 }
+    var relayCpu: Double?
+    if let cpuBefore, let cpuAfter = cpu?(), received > 0 {
+      relayCpu = max(0, cpuAfter - cpuBefore) * 1e6 / Double(received)
+    }
     return RelayLoadStep(
       clients: clients, offeredPerSecond: rate, sentPerSecond: Double(sent) / sendSeconds,
       forwardedPerSecond: Double(received) / receiveSeconds, lost: max(0, expected - received),
       p50Us: us(merged.valueAtPercentile(50)), p99Us: us(merged.valueAtPercentile(99)),
-      p999Us: us(merged.valueAtPercentile(99.9)), maxUs: us(merged.max))
+      p999Us: us(merged.valueAtPercentile(99.9)), maxUs: us(merged.max), relayCpuUsPerFrame: relayCpu)
   }
 }

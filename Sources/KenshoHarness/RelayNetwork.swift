@@ -220,6 +220,32 @@ final class RelayProcess: Sendable {
     url = found.trimmingCharacters(in: .whitespaces)
   }
 
+  /// The process's CPU time so far, seconds: the sum over its threads of the nanoseconds each
+  /// ran (`/proc/PID/task/*/schedstat`), else user plus system time in clock ticks
+  /// (`/proc/PID/stat`, 10 ms steps); nil once it is gone or where /proc cannot say.
+  func cpuSeconds() -> Double? {
+    if let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task") {
+      var nanoseconds = 0.0
+      var read = 0
+      for task in tasks {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/schedstat", encoding: .utf8),
+          let first = text.split(separator: " ").first, let ns = Double(first)
+        else { continue }
+        nanoseconds += ns
+        read += 1
+      }
+      if read > 0 { return nanoseconds / 1e9 }
+    }
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+      let close = text.lastIndex(of: ")")
+    else { return nil }
+    // Fields after the command's closing parenthesis: state is field 3, utime 14, stime 15.
+    let fields = text[text.index(after: close)...].split(separator: " ")
+    guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+    let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+    return ticks > 0 ? (user + system) / ticks : nil
+  }
+
   /// SIGTERM, a second to finish, then SIGKILL to what is left; always reaped.
   func stop() {
     if !group.hasExited { _ = Glibc.kill(pid, SIGTERM) }
@@ -323,17 +349,20 @@ public func blockingResult<T: Sendable>(_ work: @escaping @Sendable () async thr
 
 /// A relay for a measurement: the one at `url`, the one `command` starts, or an embedded one.
 public enum RelayTarget {
+  /// `body` gets the relay's address, and for a relay it started, a reading of that process's
+  /// CPU seconds.
   public static func with<T: Sendable>(
-    url: String?, command: String?, token: String?, _ body: @Sendable (RelayURL) async -> T
+    url: String?, command: String?, token: String?,
+    _ body: @Sendable (RelayURL, (@Sendable () -> Double?)?) async -> T
   ) async throws -> T {
-    if let url { return await body(try RelayURL(url)) }
+    if let url { return await body(try RelayURL(url), nil) }
     if let command {
       let process = try RelayProcess(command: command, token: token, deadline: RelayNetwork.startDeadline)
       defer { process.stop() }
-      return await body(try RelayURL(process.url))
+      return await body(try RelayURL(process.url)) { process.cpuSeconds() }
     }
     let server = try await RelayServer.start(configuration: RelayConfiguration(token: token))
-    let result = await body(try RelayURL(server.url))
+    let result = await body(try RelayURL(server.url), nil)
     await server.close()
     return result
   }

@@ -23,9 +23,15 @@ public enum RelayLoadReport {
     var lines = ["relay" + counts.map { " | \($0) clients" }.joined()]
     for r in results {
       lines.append(
-        r.relay + counts.map { c in " | " + shown(r.capacity[c]) }.joined())
+        r.relay + counts.map { c in " | " + shown(r.capacity[c]) + cpu(r.cpuUsPerFrame[c]) }.joined())
     }
     return lines.joined(separator: "\n")
+  }
+
+  /// The relay's CPU per forwarded frame at capacity, and what one core of it would forward.
+  static func cpu(_ us: Double?) -> String {
+    guard let us, us > 0 else { return "" }
+    return String(format: " (%.2f µs CPU a frame: ", us) + Units.count(Int(1e6 / us)) + "/s a core)"
   }
 
   /// A capacity as shown: frames/s, or that no step stayed within the bound.
@@ -49,7 +55,7 @@ public enum RelayLoadReport {
             + counts.map { c in
               .el(
                 "td", [("title", r.stoppedBecause[c] ?? "")],
-                text: shown(r.capacity[c]))
+                text: shown(r.capacity[c]) + cpu(r.cpuUsPerFrame[c]))
             }))
     }
     var charts: [Markup] = []

@@ -39,6 +39,27 @@ struct RelayLoadTests {
     #expect(result.steps.allSatisfy { $0.lost == 0 && $0.forwardedPerSecond > 0 }, "\(result.steps)")
     #expect(result.stoppedBecause[2] == "reached the highest rate tried")
     #expect((result.capacity[2] ?? 0) > 0, "\(result.capacity)")
+    #expect(result.steps.allSatisfy { $0.relayCpuUsPerFrame == nil }, "the embedded relay's CPU is the harness's own")
+  }
+
+  @Test("a relay the harness starts has its CPU per forwarded frame measured at each step, and at capacity")
+  func relayCpuOfAStartedRelay() async throws {
+    var load = RelayLoad()
+    load.clientCounts = [2]
+    load.startRate = 2_000
+    load.maxRate = 4_000
+    load.stepSeconds = 0.5
+    load.p99Bound = .seconds(600)
+    load.minimumSentShare = 0
+    let settings = load
+    let result = try await RelayTarget.with(url: nil, command: builtProduct("kensho-bench") + " relay", token: nil) {
+      url, cpu in
+      #expect(cpu?() != nil, "the started relay's /proc/PID/stat is readable")
+      return await settings.run(url: url, name: "started", cpu: cpu)
+    }
+    let costs = result.steps.compactMap(\.relayCpuUsPerFrame)
+    #expect(costs.count == result.steps.count && costs.allSatisfy { $0 > 0 && $0 < 10_000 }, "\(costs)")
+    #expect(result.cpuUsPerFrame[2] != nil, "\(result.cpuUsPerFrame)")
   }
 
   @Test("past the bound, the interval between the last rate within it and the first past it is halved three times")
