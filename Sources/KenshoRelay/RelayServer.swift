@@ -186,7 +186,9 @@ final class RelayHub: @unchecked Sendable {
             NIOWebSocketFrameAggregator(
               minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1 << 16,
               maxAccumulatedFrameSize: self.configuration.maxFrameBytes))
-          try sync.addHandler(RelayConnectionHandler(hub: self, label: label))
+          let raw = RawFrameWriter()
+          try sync.addHandler(raw, position: .first)
+          try sync.addHandler(RelayConnectionHandler(hub: self, label: label, raw: raw))
         }
       })
     return channel.eventLoop.makeCompletedFuture {
@@ -199,9 +201,9 @@ final class RelayHub: @unchecked Sendable {
     }
   }
 
-  func admit(_ context: ChannelHandlerContext, label: String?) -> RelayPeer {
+  func admit(_ context: ChannelHandlerContext, raw: RawFrameWriter, label: String?) -> RelayPeer {
     nextNumber += 1
-    let peer = RelayPeer(context: context, label: label ?? "#\(nextNumber)")
+    let peer = RelayPeer(context: context, raw: raw, label: label ?? "#\(nextNumber)")
     peers[ObjectIdentifier(peer)] = peer
     stats.admitted += 1
     stats.open += 1
@@ -219,7 +221,7 @@ final class RelayHub: @unchecked Sendable {
     stats.framesIn += 1
     let number = stats.framesIn
     policy?.received(from: sender.label, text: text, bytes: bytes)
-    let frame = WebSocketFrame(fin: true, opcode: text ? .text : .binary, data: bytes)
+    let frame = Self.encoded(text: text, bytes)
     for peer in peers.values where peer !== sender {
       var route = RelayRoute.deliver
       if let policy {
@@ -248,15 +250,36 @@ final class RelayHub: @unchecked Sendable {
 
   /// Writes `frame` (number `number`) to `peer`, or drops it there when its queue is full, and
   /// tells the policy which.
-  private func write(_ frame: WebSocketFrame, to peer: RelayPeer, number: Int) {
-    guard peer.context.channel.isWritable else {
+  /// A server's frame (unmasked, final) holding `bytes`, encoded once for all its receivers:
+  /// each then gets the same buffer, written below the WebSocket encoder (``RawFrameWriter``).
+  static func encoded(text: Bool, _ bytes: ByteBuffer) -> ByteBuffer {
+    let count = bytes.readableBytes
+    var frame = ByteBuffer()
+    frame.reserveCapacity(count + 10)
+    frame.writeInteger(UInt8(0x80 | (text ? 0x1 : 0x2)))
+    if count < 126 {
+      frame.writeInteger(UInt8(count))
+    } else if count <= 0xFFFF {
+      frame.writeInteger(UInt8(126))
+      frame.writeInteger(UInt16(count))
+    } else {
+      frame.writeInteger(UInt8(127))
+      frame.writeInteger(UInt64(count))
+    }
+    var payload = bytes
+    frame.writeBuffer(&payload)
+    return frame
+  }
+
+  private func write(_ frame: ByteBuffer, to peer: RelayPeer, number: Int) {
+    guard peer.context.channel.isWritable, let raw = peer.raw.context else {
       stats.dropped += 1
       peer.dropped += 1
       policy?.outcome(frame: number, to: peer.label, written: false)
       return
     }
     policy?.outcome(frame: number, to: peer.label, written: true)
-    peer.context.write(NIOAny(frame), promise: nil)
+    raw.write(NIOAny(frame), promise: nil)
     stats.framesOut += 1
     if !peer.pendingFlush {
       peer.pendingFlush = true
@@ -300,13 +323,27 @@ final class RelayHub: @unchecked Sendable {
 /// One admitted connection, as the hub sees it.
 final class RelayPeer: @unchecked Sendable {  // confined to the relay's event loop
   let context: ChannelHandlerContext
+  /// Where frames encoded once for every receiver are written.
+  let raw: RawFrameWriter
   let label: String
   var pendingFlush = false
   var dropped = 0
-  init(context: ChannelHandlerContext, label: String) {
+  init(context: ChannelHandlerContext, raw: RawFrameWriter, label: String) {
     self.context = context
+    self.raw = raw
     self.label = label
   }
+}
+
+/// The first handler of a client's pipeline, so that what is written through its context goes
+/// to the socket as it is: forwarded frames, encoded once by the hub for all their receivers
+/// (a write per receiver through the WebSocket encoder would box and encode each again).
+final class RawFrameWriter: ChannelInboundHandler, @unchecked Sendable {  // confined to the event loop
+  typealias InboundIn = NIOAny
+  private(set) var context: ChannelHandlerContext?
+
+  func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+  func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 }
 
 /// One client's WebSocket: text and binary frames to the hub, `ping` answered (KSP-11.3),
@@ -316,18 +353,20 @@ final class RelayConnectionHandler: ChannelInboundHandler {
   typealias OutboundOut = WebSocketFrame
   private let hub: RelayHub
   private let label: String?
+  private let raw: RawFrameWriter
   private var peer: RelayPeer?
   private var closing = false
 
-  init(hub: RelayHub, label: String?) {
+  init(hub: RelayHub, label: String?, raw: RawFrameWriter) {
     self.hub = hub
     self.label = label
+    self.raw = raw
   }
 
   func handlerAdded(context: ChannelHandlerContext) {
     // KSP-11.4: one server_info frame, before anything forwarded.
     let info = hub.serverInfo()
-    peer = hub.admit(context, label: label)
+    peer = hub.admit(context, raw: raw, label: label)
     context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: info)), promise: nil)
   }
 
