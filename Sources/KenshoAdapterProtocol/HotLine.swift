@@ -35,6 +35,20 @@ public enum HotLine: Sendable, Hashable {
     }
   }
 
+  /// The message type these bytes name, as `MessageType(rawValue:)` reads them, without a String.
+  static func messageType(_ n: UnsafeBufferPointer<UInt8>) -> MessageType? {
+    switch n.count {
+    case 7: equals(n, "request") ? .request : nil
+    case 8: equals(n, "response") ? .response : nil
+    case 9: equals(n, "broadcast") ? .broadcast : nil
+    case 10: equals(n, "stream_end") ? .streamEnd : nil
+    case 12: equals(n, "stream_chunk") ? .streamChunk : equals(n, "stream_error") ? .streamError : nil
+    case 13: equals(n, "stream_cancel") ? .streamCancel : nil
+    case 14: equals(n, "stream_request") ? .streamRequest : nil
+    default: nil
+    }
+  }
+
   /// Whether `bytes` are the UTF-8 of `word`.
   static func equals(_ bytes: UnsafeBufferPointer<UInt8>, _ word: StaticString) -> Bool {
     guard bytes.count == word.utf8CodeUnitCount else { return false }
@@ -127,6 +141,28 @@ public enum HotLine: Sendable, Hashable {
     mutating func value(depth: Int) -> JSONValue? {
       guard let v = try? JSONText.value(in: bytes, at: &at, depth: depth), v.allFinite else { return nil }
       return v
+    }
+
+    /// `{"seq": N}` with N plain digits (what a chunk's metadata is), as
+    /// ``KenshoCodec/metadata(_:)`` reads it; nil, and nothing read, for anything else.
+    mutating func seqOnly() -> Int? {
+      var r = self
+      guard r.expect(UInt8(ascii: "{")), let name = r.plain(), equals(name, "seq"), r.expect(UInt8(ascii: ":")) else {
+        return nil
+      }
+      r.skipSpace()
+      let start = r.at
+      while r.at < r.bytes.count, r.at - start <= 15, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(r.bytes[r.at]) {
+        r.at += 1
+      }
+      let digits = r.at - start
+      // One to 15 digits, no leading zero: an exact integer whatever reads it.
+      guard digits >= 1, digits <= 15, digits == 1 || r.bytes[start] != UInt8(ascii: "0") else { return nil }
+      guard r.expect(UInt8(ascii: "}")) else { return nil }
+      var n = 0
+      for k in start..<(start + digits) { n = n &* 10 &+ Int(r.bytes[k] &- 0x30) }
+      self = r
+      return n
     }
 
     /// Reads `{ "name": value, ... }`, each member through `member`; false at anything else.
@@ -295,12 +331,16 @@ public enum HotLine: Sendable, Hashable {
         seen |= 1 << m.rawValue
         switch m {
         case .type:
-          type = r.plain().flatMap { MessageType(rawValue: String(decoding: $0, as: UTF8.self)) }
+          type = r.plain().flatMap(HotLine.messageType)
           return type != nil
         case .payload:
           payload = r.value(depth: depth + 1)
           return payload != nil
         case .metadata:
+          if let seq = r.seqOnly() {
+            metadata = MessageMetadata(seq: seq)
+            return true
+          }
           guard let v = r.value(depth: depth + 1), let md = try? KenshoCodec.metadata(v) else { return false }
           metadata = md
           return true

@@ -345,7 +345,7 @@ public final class AdapterProcess: Sendable {
   private struct Pipeline {
     /// In the order written, which is the order the acks must come in.
     var pending = Deque<Pending>()
-    var onEvent: (@Sendable (PipelinedEvent) -> Void)?
+    var onEvents: (@Sendable ([PipelinedEvent]) -> Void)?
     var hotLines = true
     var onFailure: (@Sendable (AdapterFailure) -> Void)?
     /// The dispatcher stopped: nothing more is read.
@@ -356,19 +356,20 @@ public final class AdapterProcess: Sendable {
   }
 
   /// From now on operations are pipelined: ``submit(_:done:)`` writes one and returns at once,
-  /// and a thread of the process's own reads every line as it comes. Events go to `onEvent`
-  /// and acks to their operation's `done`, both on that thread, in the order the lines came;
+  /// and a thread of the process's own reads every line as it comes. Events go to `onEvents`
+  /// (those read together, in one call) and acks to their operation's `done`, both on that
+  /// thread, in the order the lines came;
   /// acks must come in the order of the operations. ``perform(_:until:)`` still works (it
   /// waits for its own ack, and returns no events). The first misbehaviour goes to `onFailure`
   /// and fails every operation waiting.
   func startPipelining(
-    hotLines: Bool = true, onEvent: @escaping @Sendable (PipelinedEvent) -> Void,
+    hotLines: Bool = true, onEvents: @escaping @Sendable ([PipelinedEvent]) -> Void,
     onFailure: @escaping @Sendable (AdapterFailure) -> Void
   ) {
     let first = operation.withLock { _ in
       let was = pipelined.exchange(true, ordering: .acquiringAndReleasing)
       pipeline.withLock { p in
-        p.onEvent = onEvent
+        p.onEvents = onEvents
         p.hotLines = hotLines
         p.onFailure = onFailure
       }
@@ -468,69 +469,81 @@ public final class AdapterProcess: Sendable {
 
   /// The line thread of a pipelined process: every line, checked, to its place.
   private func dispatchLines() {
-    let (onEvent, hotLines) = pipeline.withLock { ($0.onEvent, $0.hotLines) }
+    let (onEvents, hotLines) = pipeline.withLock { ($0.onEvents, $0.hotLines) }
+    // Events read in one turn go together, each run of them before whatever follows it.
+    var events: [PipelinedEvent] = []
+    func handOver() {
+      guard !events.isEmpty else { return }
+      onEvents?(events)
+      events.removeAll(keepingCapacity: true)
+    }
     while true {
       let due = pipeline.withLock { $0.pending.first?.due }
       let wake = min(due ?? .now.advanced(by: .seconds(1)), .now.advanced(by: .milliseconds(250)))
-      let next = channel.next(until: wake)
-      // What waits now: an operation may have been written while this thread waited.
-      let head = pipeline.withLock { $0.pending.first }
+      let next = channel.nextLines(until: wake)
       switch next {
-      case .line(let line):
-        let number = linesRead.wrappingAdd(1, ordering: .relaxed).newValue
-        // The lines of the hot path first; what it does not read plainly, the checker reads.
-        if hotLines, let hot = HotLine.decode(line) {
-          switch hot {
-          case .send(let worker, let message): onEvent?(.sent(worker: worker, message: message))
-          case .callback(let kind, let worker, let streamId, let value):
-            onEvent?(.event(.callback(kind, worker: worker, streamId: streamId, value: value)))
+      case .lines(let lines):
+        // Every line waiting, in one turn: the hot path's lines without a lock or a clock each.
+        for line in lines {
+          let number = linesRead.wrappingAdd(1, ordering: .relaxed).newValue
+          // The lines of the hot path first; what it does not read plainly, the checker reads.
+          if hotLines, let hot = HotLine.decode(line) {
+            switch hot {
+            case .send(let worker, let message): events.append(.sent(worker: worker, message: message))
+            case .callback(let kind, let worker, let streamId, let value):
+              events.append(.event(.callback(kind, worker: worker, streamId: streamId, value: value)))
+            }
+            continue
           }
-          if let head, ContinuousClock.now >= head.due {
-            endPipeline(fail("did not acknowledge \"\(head.op)\" \(describe(head.bound, head.started))"))
+          // What waits now: an operation may have been written while this thread waited.
+          let head = pipeline.withLock { $0.pending.first }
+          let answering = head.map { " (in answer to \"\($0.op)\")" } ?? ""
+          switch Self.line(from: line, answering: head?.op ?? "", source: "stdout line \(number)") {
+          case .failure(let problem):
+            handOver()
+            endPipeline(fail("\(problem)\(answering)"))
             return
+          case .success(.event(let event)):
+            events.append(.event(event))
+          case .success(.ack(let ack)):
+            handOver()
+            guard let head else {
+              endPipeline(fail("acknowledged id \(ack.id) with no operation waiting (stdout line \(number))"))
+              return
+            }
+            guard ack.id == head.id else {
+              endPipeline(
+                fail(
+                  "acknowledged id \(ack.id), expected \(head.id) (\"\(head.op)\"): acks come in the order of operations"
+                )
+              )
+              return
+            }
+            // Failed meanwhile (a write that timed out ends the pipeline): its done has run.
+            let mine = pipeline.withLock { p -> Bool in
+              guard p.pending.first?.id == head.id else { return false }
+              _ = p.pending.popFirst()
+              if head.op == "shutdown" { p.exitExpected = true }
+              return true
+            }
+            guard mine else { return }
+            if let error = ack.error {
+              let text = error.stringValue ?? Self.excerpt(Array((try? JSONText.serialize(error)) ?? []))
+              head.done(.failure(AdapterFailure(description: "\(label) failed \(head.op): \(text)")))
+            } else {
+              head.done(.success(ack))
+            }
           }
-          continue
         }
-        let answering = head.map { " (in answer to \"\($0.op)\")" } ?? ""
-        switch Self.line(from: line, answering: head?.op ?? "", source: "stdout line \(number)") {
-        case .failure(let problem):
-          endPipeline(fail("\(problem)\(answering)"))
+        handOver()
+        // Lines that keep coming do not stretch an operation's deadline: once all that was
+        // waiting is read, the operation first in line must not be overdue.
+        if let head = pipeline.withLock({ $0.pending.first }), ContinuousClock.now >= head.due {
+          endPipeline(fail("did not acknowledge \"\(head.op)\" \(describe(head.bound, head.started))"))
           return
-        case .success(.event(let event)):
-          onEvent?(.event(event))
-          // Lines that keep coming do not stretch an operation's deadline.
-          if let head, ContinuousClock.now >= head.due {
-            endPipeline(fail("did not acknowledge \"\(head.op)\" \(describe(head.bound, head.started))"))
-            return
-          }
-        case .success(.ack(let ack)):
-          guard let head else {
-            endPipeline(fail("acknowledged id \(ack.id) with no operation waiting (stdout line \(number))"))
-            return
-          }
-          guard ack.id == head.id else {
-            endPipeline(
-              fail(
-                "acknowledged id \(ack.id), expected \(head.id) (\"\(head.op)\"): acks come in the order of operations")
-            )
-            return
-          }
-          // Failed meanwhile (a write that timed out ends the pipeline): its done has run.
-          let mine = pipeline.withLock { p -> Bool in
-            guard p.pending.first?.id == head.id else { return false }
-            _ = p.pending.popFirst()
-            if head.op == "shutdown" { p.exitExpected = true }
-            return true
-          }
-          guard mine else { return }
-          if let error = ack.error {
-            let text = error.stringValue ?? Self.excerpt(Array((try? JSONText.serialize(error)) ?? []))
-            head.done(.failure(AdapterFailure(description: "\(label) failed \(head.op): \(text)")))
-          } else {
-            head.done(.success(ack))
-          }
         }
       case .timedOut:
+        let head = pipeline.withLock { $0.pending.first }
         if let head, ContinuousClock.now >= head.due {
           endPipeline(fail("did not acknowledge \"\(head.op)\" \(describe(head.bound, head.started))"))
           return
@@ -557,6 +570,7 @@ public final class AdapterProcess: Sendable {
           endPipeline(awaitFailure())
           return
         }
+        let head = pipeline.withLock { $0.pending.first }
         if let exit = group.waitForExit(until: .now.advanced(by: limits.exitAfterClose)) {
           endPipeline(fail("\(exit) in the middle of the run" + (head.map { " (during \"\($0.op)\")" } ?? "")))
         } else {
@@ -646,62 +660,6 @@ public final class AdapterProcess: Sendable {
 }
 
 // MARK: - From bytes to events (pure; fuzzed by AdapterFuzzTests)
-
-/// Splits what a process writes into lines, holding at most one partial line of at most
-/// `maxLine` bytes. Each line is a copy: no line keeps a larger buffer alive.
-struct LineSplitter {
-  struct TooLong: Error {
-    var length: Int
-  }
-
-  let maxLine: Int
-  private(set) var partial: [UInt8] = []
-
-  init(maxLine: Int) {
-    self.maxLine = maxLine
-  }
-
-  /// Appends `bytes` and hands over each complete line in them, without its newline; lines of
-  /// JSON whitespace only are skipped. Throws when a line grows past `maxLine`; the splitter is
-  /// then unusable.
-  mutating func feed(_ bytes: UnsafeRawBufferPointer, _ line: ([UInt8]) -> Void) throws(TooLong) {
-    guard let base = bytes.baseAddress else { return }
-    var start = 0
-    while start < bytes.count {
-      guard let found = memchr(base + start, 0x0A, bytes.count - start) else {
-        guard partial.count + (bytes.count - start) <= maxLine else {
-          throw TooLong(length: partial.count + bytes.count - start)
-        }
-        partial.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[start...]))
-        return
-      }
-      let newline = UnsafeRawPointer(found) - base
-      guard partial.count + (newline - start) <= maxLine else {
-        throw TooLong(length: partial.count + newline - start)
-      }
-      let complete: [UInt8]
-      if partial.isEmpty {
-        complete = [UInt8](UnsafeRawBufferPointer(rebasing: bytes[start..<newline]))
-      } else {
-        partial.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[start..<newline]))
-        complete = partial
-        partial = []
-      }
-      if !Self.isBlank(complete) { line(complete) }
-      start = newline + 1
-    }
-  }
-
-  /// The last line, when the output ended without a newline.
-  mutating func finish() -> [UInt8]? {
-    defer { partial = [] }
-    return Self.isBlank(partial) ? nil : partial
-  }
-
-  static func isBlank(_ line: [UInt8]) -> Bool {
-    line.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
-  }
-}
 
 extension AdapterProcess {
   /// One line of output as an event: a JSON object with a string `"event"`, or what is wrong
@@ -817,6 +775,14 @@ private final class Channel: Sendable {
     case timedOut
   }
 
+  /// What ``nextLines(until:)`` returns: every line waiting, oldest first, or why there is none.
+  enum Batch {
+    case lines([[UInt8]])
+    case problem(String)
+    case closed
+    case timedOut
+  }
+
   let state = Mutex(State())
   let ready = DispatchSemaphore(value: 0)
 
@@ -826,18 +792,39 @@ private final class Channel: Sendable {
 
   /// The next line, or why there is none, waiting no later than `end`.
   func next(until end: ContinuousClock.Instant) -> Next {
-    while true {
-      let next: Next? = state.withLock { s in
-        if let problem = s.problem { return .problem(problem) }
-        if let line = s.lines.popFirst() {
-          s.queuedBytes -= line.count
-          return .line(line)
-        }
-        return s.stdoutClosed ? .closed : nil
+    wait(until: end, timedOut: .timedOut) { s in
+      if let problem = s.problem { return .problem(problem) }
+      if let line = s.lines.popFirst() {
+        s.queuedBytes -= line.count
+        return .line(line)
       }
+      return s.stdoutClosed ? .closed : nil
+    }
+  }
+
+  /// Every line waiting (`.lines`, never empty), or why there is none, waiting no later than
+  /// `end`.
+  func nextLines(until end: ContinuousClock.Instant) -> Batch {
+    wait(until: end, timedOut: .timedOut) { s in
+      if let problem = s.problem { return .problem(problem) }
+      if !s.lines.isEmpty {
+        let lines = Array(s.lines)
+        s.lines.removeAll(keepingCapacity: true)
+        s.queuedBytes = 0
+        return .lines(lines)
+      }
+      return s.stdoutClosed ? .closed : nil
+    }
+  }
+
+  private func wait<Result>(
+    until end: ContinuousClock.Instant, timedOut: Result, _ take: (inout State) -> Result?
+  ) -> Result {
+    while true {
+      let next: Result? = state.withLock { take(&$0) }
       if let next { return next }
       let left = end - .now
-      if left <= .zero { return .timedOut }
+      if left <= .zero { return timedOut }
       let slice = min(left, .milliseconds(250))
       _ = ready.wait(timeout: .now() + .milliseconds(Int(AdapterProcess.milliseconds(slice))))
     }

@@ -23,7 +23,7 @@ final class AdapterHost: Sendable {
   let hello: AdapterProcess.Hello
   private let processes: [String: AdapterProcess]  // by agent name
   private let agentOf: [String: String]  // worker → agent
-  private let hostedBy: [String: Set<String>]  // agent → its workers
+  private let hostedWith: [String: Set<String>]  // worker → the workers of its agent
   private let busesBox = Mutex<[String: RemoteBus]>([:])
   private let scheduled = Mutex<[String: Int64]>([:])
   /// Agents whose process the harness killed (a crash): their workers take no operations.
@@ -96,7 +96,8 @@ final class AdapterHost: Sendable {
     }
     self.processes = processes
     self.agentOf = agentOf
-    hostedBy = Dictionary(grouping: agentOf.keys, by: { agentOf[$0] ?? "" }).mapValues(Set.init)
+    let hostedBy = Dictionary(grouping: agentOf.keys, by: { agentOf[$0] ?? "" }).mapValues(Set.init)
+    hostedWith = agentOf.mapValues { hostedBy[$0] ?? [] }
     self.hello = hello ?? AdapterProcess.Hello(name: "unnamed", version: "?", capabilities: [])
   }
 
@@ -108,25 +109,22 @@ final class AdapterHost: Sendable {
       guard let worker = agentOf.first(where: { $0.value == key })?.key else { continue }
       process.startPipelining(
         hotLines: hotLines,
-        onEvent: { [weak self] event in
+        onEvents: { [weak self] events in
           guard let self else { return }
           // Events the executor has not handled yet are bounded: an implementation that writes
           // them faster than the harness handles them for long is flooding it.
-          let waiting = self.eventsWaiting.wrappingAdd(1, ordering: .relaxed).newValue
-          if waiting == Self.maxEventsWaiting {
-            self.fail(
-              worker,
-              "\(process.label) wrote more than \(Self.maxEventsWaiting) events faster than the harness could handle them (flooding)"
-            )
-          }
-          guard waiting <= Self.maxEventsWaiting else { return }
-          self.enqueue(executor) {
-            self.eventsWaiting.subtract(1, ordering: .relaxed)
-            switch event {
-            case .event(let event): self.handle(worker, event)
-            case .sent(let named, let message): self.handle(worker, sent: message, by: named)
+          let waiting = self.eventsWaiting.wrappingAdd(events.count, ordering: .relaxed).newValue
+          guard waiting <= Self.maxEventsWaiting else {
+            if waiting - events.count <= Self.maxEventsWaiting {
+              self.fail(
+                worker,
+                "\(process.label) wrote more than \(Self.maxEventsWaiting) events faster than the harness could handle them (flooding)"
+              )
             }
+            self.eventsWaiting.subtract(events.count, ordering: .relaxed)
+            return
           }
+          self.enqueue(executor, .events(worker, events))
         },
         onFailure: { [weak self] failure in self?.record(failure, of: key) })
     }
@@ -136,9 +134,16 @@ final class AdapterHost: Sendable {
   /// the order they handed it, and whether a block to drain it is on the executor. One block
   /// drains what has gathered, so that a busy run does not pay a dispatch and a wake-up per
   /// line; it takes one batch at a time, so that the executor's timers still get their turn.
-  private let inbox = Mutex<(work: [@Sendable () -> Void], scheduled: Bool)>(([], false))
+  private let inbox = Mutex<(work: [Inbound], scheduled: Bool)>(([], false))
 
-  private func enqueue(_ executor: DispatchQueue, _ work: @escaping @Sendable () -> Void) {
+  /// What a line thread hands the executor: the events of an agent's process read together
+  /// (no closure to allocate a line), or an ack's continuation.
+  private enum Inbound: Sendable {
+    case events(String, [AdapterProcess.PipelinedEvent])
+    case run(@Sendable () -> Void)
+  }
+
+  private func enqueue(_ executor: DispatchQueue, _ work: Inbound) {
     let schedule = inbox.withLock { inbox in
       inbox.work.append(work)
       defer { inbox.scheduled = true }
@@ -149,10 +154,24 @@ final class AdapterHost: Sendable {
 
   private func drainInbox(_ executor: DispatchQueue) {
     let batch = inbox.withLock { inbox in
-      defer { inbox.work.removeAll(keepingCapacity: true) }
-      return inbox.work
+      var batch: [Inbound] = []
+      batch.reserveCapacity(inbox.work.count)
+      swap(&batch, &inbox.work)
+      return batch
     }
-    for work in batch { work() }
+    for work in batch {
+      switch work {
+      case .events(let worker, let events):
+        eventsWaiting.subtract(events.count, ordering: .relaxed)
+        for event in events {
+          switch event {
+          case .event(let event): handle(worker, event)
+          case .sent(let named, let message): handle(worker, sent: message, by: named)
+          }
+        }
+      case .run(let work): work()
+      }
+    }
     let more = inbox.withLock { inbox in
       inbox.scheduled = !inbox.work.isEmpty
       return inbox.scheduled
@@ -188,14 +207,16 @@ final class AdapterHost: Sendable {
     flushRoutedFirst(operation)
     process.submit(operation, line: line) { [weak self] result in
       guard let self else { return }
-      self.enqueue(executor) {
-        switch result {
-        case .success(let ack): then?(ack)
-        case .failure(let failure):
-          self.record(failure, of: agent)
-          then?(nil)
-        }
-      }
+      self.enqueue(
+        executor,
+        .run {
+          switch result {
+          case .success(let ack): then?(ack)
+          case .failure(let failure):
+            self.record(failure, of: agent)
+            then?(nil)
+          }
+        })
     }
   }
 
@@ -339,8 +360,7 @@ final class AdapterHost: Sendable {
 
   /// The workers hosted by the process that hosts `worker`.
   func hosted(with worker: String) -> Set<String> {
-    guard let agent = agentOf[worker] else { return [] }
-    return hostedBy[agent] ?? []
+    hostedWith[worker] ?? []
   }
 
   /// Ends the run with `text` (the first failure wins) and kills the process that wrote it.
@@ -461,9 +481,10 @@ final class AdapterHost: Sendable {
   private func admitted(_ worker: String, naming named: String, _ event: String) -> Set<String>? {
     // Real time: what a process wrote before the harness killed it (a crash) is not handled
     // after it, as in virtual time where it would never have been read.
-    if executor != nil, let agent = agentOf[worker], dead.withLock({ $0.contains(agent) }) { return nil }
-    let hosted = hosted(with: worker)
-    guard hosted.contains(named) else {
+    if executor != nil, dead.withLock({ !$0.isEmpty && agentOf[worker].map($0.contains) == true }) { return nil }
+    let hosted = hostedWith[worker] ?? []
+    // A process's events name its own worker, nearly always: no lookup for that one.
+    guard named == worker || hosted.contains(named) else {
       fail(worker, "\(label(of: worker)) reported \(event) for worker \(Self.brief(named)), which it does not host")
       return nil
     }
@@ -477,7 +498,7 @@ final class AdapterHost: Sendable {
       fail(worker, "\(label(of: worker)) wrote a send event in relay mode, where its buses send through the relay")
       return false
     }
-    if let source, !hosted.contains(source) {
+    if let source, source != worker, !hosted.contains(source) {
       fail(
         worker, "\(label(of: worker)) sent a message with sourceWorker \(Self.brief(source)), a worker it does not host"
       )

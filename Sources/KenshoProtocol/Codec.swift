@@ -83,7 +83,8 @@ public enum KenshoCodec {
       if !first { out.append(UInt8(ascii: ",")) }
       out.append(UInt8(ascii: "\""))
       out.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
-      out.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
+      out.append(UInt8(ascii: "\""))
+      out.append(UInt8(ascii: ":"))
     }
     out.append(UInt8(ascii: "{"))
     var first = true
@@ -102,10 +103,18 @@ public enum KenshoCodec {
     if let md = m.metadata {
       member("metadata")
       if md.other.isEmpty {
-        var members: [(String, JSONValue)] = []
-        if let credit = md.credit { members.append(("credit", .int(Int64(credit)))) }
-        if let seq = md.seq { members.append(("seq", .int(Int64(seq)))) }
-        try JSONText.writeObject(members, into: &out)
+        // `credit` and `seq`, in the order of their names, without an object in between.
+        out.append(UInt8(ascii: "{"))
+        if let credit = md.credit {
+          out.append(contentsOf: #""credit":"#.utf8)
+          JSONText.writeInteger(Int64(credit), into: &out)
+        }
+        if let seq = md.seq {
+          if md.credit != nil { out.append(UInt8(ascii: ",")) }
+          out.append(contentsOf: #""seq":"#.utf8)
+          JSONText.writeInteger(Int64(seq), into: &out)
+        }
+        out.append(UInt8(ascii: "}"))
       } else {
         try JSONText.append(md.json, to: &out)
       }

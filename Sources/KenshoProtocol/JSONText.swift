@@ -98,15 +98,34 @@ public enum JSONText {
       out.append(UInt8(ascii: "]"))
     case .object(let members):
       out.append(UInt8(ascii: "{"))
-      // Sorted with their values: no second lookup (and hashing) of each key.
-      for (i, member) in members.sorted(by: { $0.key < $1.key }).enumerated() {
-        if i > 0 { out.append(UInt8(ascii: ",")) }
-        writeString(member.key, into: &out)
-        out.append(UInt8(ascii: ":"))
-        try write(member.value, into: &out)
+      if members.count <= 2 {
+        // One or two members (most payloads): in order without sorting into an array.
+        var pair = members.makeIterator()
+        if let a = pair.next() {
+          if let b = pair.next() {
+            let (first, second) = a.key < b.key ? (a, b) : (b, a)
+            try writeMember(first.key, first.value, into: &out)
+            out.append(UInt8(ascii: ","))
+            try writeMember(second.key, second.value, into: &out)
+          } else {
+            try writeMember(a.key, a.value, into: &out)
+          }
+        }
+      } else {
+        // Sorted with their values: no second lookup (and hashing) of each key.
+        for (i, member) in members.sorted(by: { $0.key < $1.key }).enumerated() {
+          if i > 0 { out.append(UInt8(ascii: ",")) }
+          try writeMember(member.key, member.value, into: &out)
+        }
       }
       out.append(UInt8(ascii: "}"))
     }
+  }
+
+  private static func writeMember(_ key: String, _ value: JSONValue, into out: inout [UInt8]) throws(ParseError) {
+    writeString(key, into: &out)
+    out.append(UInt8(ascii: ":"))
+    try write(value, into: &out)
   }
 
   /// Writes an object of `members` as ``serialize(_:)`` writes the same object, without
@@ -229,30 +248,40 @@ public enum JSONText {
         at += 1
         return .object([:])
       }
+      // The first member alone (most payloads have one): its dictionary, and no list of pairs.
+      let first = try member(depth: depth)
+      if try objectEnds() { return .object([first.0: first.1]) }
       // Members are collected first, so that the dictionary is made once at its size.
-      var pairs: [(String, JSONValue)] = []
+      var pairs: [(String, JSONValue)] = [first]
       pairs.reserveCapacity(8)
-      while true {
-        skipSpace()
-        guard at < bytes.count, bytes[at] == UInt8(ascii: "\"") else { throw fail("a member name") }
-        let key = try string()
-        skipSpace()
-        guard at < bytes.count, bytes[at] == UInt8(ascii: ":") else { throw fail("':'") }
-        at += 1
-        skipSpace()
-        pairs.append((key, try value(depth: depth)))
-        skipSpace()
-        guard at < bytes.count else { throw fail("',' or '}'") }
-        if bytes[at] == UInt8(ascii: ",") {
-          at += 1
-          continue
-        }
-        guard bytes[at] == UInt8(ascii: "}") else { throw fail("',' or '}'") }
-        at += 1
-        var members = [String: JSONValue](minimumCapacity: pairs.count)
-        for (key, value) in pairs { members[key] = value }  // a repeated name: the last one
-        return .object(members)
-      }
+      repeat {
+        pairs.append(try member(depth: depth))
+      } while try !objectEnds()
+      var members = [String: JSONValue](minimumCapacity: pairs.count)
+      for (key, value) in pairs { members[key] = value }  // a repeated name: the last one
+      return .object(members)
+    }
+
+    /// `"name": value` of an object.
+    mutating func member(depth: Int) throws(ParseError) -> (String, JSONValue) {
+      skipSpace()
+      guard at < bytes.count, bytes[at] == UInt8(ascii: "\"") else { throw fail("a member name") }
+      let key = try string()
+      skipSpace()
+      guard at < bytes.count, bytes[at] == UInt8(ascii: ":") else { throw fail("':'") }
+      at += 1
+      skipSpace()
+      return (key, try value(depth: depth))
+    }
+
+    /// After a member: true at `}`, false at `,` (both read), an error at anything else.
+    mutating func objectEnds() throws(ParseError) -> Bool {
+      skipSpace()
+      guard at < bytes.count else { throw fail("',' or '}'") }
+      let c = bytes[at]
+      guard c == UInt8(ascii: "}") || c == UInt8(ascii: ",") else { throw fail("',' or '}'") }
+      at += 1
+      return c == UInt8(ascii: "}")
     }
 
     mutating func array(depth: Int) throws(ParseError) -> JSONValue {

@@ -264,17 +264,16 @@ func milliseconds(_ v: Double?) -> Duration? { v.map(Nanos.duration(ms:)) }
   output.flush()
 }
 
-var lineNumber = 0
-while let line = readLine(strippingNewline: true) {
-  lineNumber += 1
-  if line.isEmpty { continue }
-  if let (id, worker, messages) = HotLine.deliver(Array(line.utf8)) {
+/// One operation line: handled, acknowledged; true when it was `shutdown`.
+@MainActor func operation(_ line: [UInt8], number lineNumber: Int) -> Bool {
+  if let (id, worker, messages) = HotLine.deliver(line) {
     deliver(id: id, worker: worker, messages: messages)
-    continue
+    return false
   }
-  guard case .success(let json) = KenshoCodec.parse(Data(line.utf8)) else {
-    FileHandle.standardError.write(Data("line \(lineNumber) is not JSON: \(line.prefix(80))\n".utf8))
-    continue
+  guard case .success(let json) = KenshoCodec.parse(Data(line)) else {
+    FileHandle.standardError.write(
+      Data("line \(lineNumber) is not JSON: \(String(decoding: line.prefix(80), as: UTF8.self))\n".utf8))
+    return false
   }
   // Every operation is checked against the protocol's declaration; one that breaks it gets an
   // ack with an error naming the member, when it has an id to answer.
@@ -296,5 +295,32 @@ while let line = readLine(strippingNewline: true) {
   ack.nextTimerMs = clock.nextDeadline.map { Double($0) / 1e6 }
   output.write(ack.json)
   output.flush()
-  if isShutdown { break }
+  return isShutdown
 }
+
+// Operations come as bytes, split at newlines (no String made of a line, no copy of it).
+var lineNumber = 0
+var splitter = LineSplitter(maxLine: 1 << 30)
+let input = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
+reading: while true {
+  let n = input.baseAddress.map { read(0, $0, input.count) } ?? 0
+  if n < 0 && errno == EINTR { continue }
+  var lines: [[UInt8]] = []
+  if n <= 0 {
+    if let last = splitter.finish() { lines.append(last) }
+  } else {
+    do {
+      try splitter.feed(UnsafeRawBufferPointer(rebasing: input[..<n])) { lines.append($0) }
+    } catch {
+      FileHandle.standardError.write(Data("a line longer than 1 GiB (\(error.length) bytes): stopping\n".utf8))
+      break reading
+    }
+  }
+  for var line in lines {
+    lineNumber += 1
+    if line.last == 0x0D { line.removeLast() }
+    if operation(line, number: lineNumber) { break reading }
+  }
+  if n <= 0 { break }
+}
+input.deallocate()

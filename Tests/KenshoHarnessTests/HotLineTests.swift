@@ -185,4 +185,64 @@ struct HotLineTests {
     #expect(read > 2000, "the hot path read only \(read) of 4000 lines")
     #expect(delivered > 2000, "the hot path read only \(delivered) of 4000 deliveries")
   }
+
+  /// Whether the general path reads `line` as a `send` whose message is valid as sent.
+  static func generalAccepts(_ line: String) -> Bool {
+    let general = AdapterProcess.line(from: Array(line.utf8), answering: "chunks", source: "line")
+    guard case .success(.event(.send(_, let raw))) = general,
+      case .success = KenshoCodec.message(from: raw, mode: .sent)
+    else { return false }
+    return true
+  }
+
+  @Test(
+    "metadata forms: the plain {\"seq\": N} the hot path reads itself, and every other, read as the general path reads them",
+    arguments: [
+      (#"{"seq":0}"#, true), (#"{"seq":7}"#, true), (#"{ "seq" : 12 }"#, true), (#"{"seq":123456789012345}"#, true),
+      (#"{"seq":1234567890123456}"#, true), (#"{"seq":3,"credit":2}"#, true), (#"{"credit":2,"seq":3}"#, true),
+      (#"{"seq":1.0}"#, true), (#"{"seq":1e2}"#, true), (#"{"seq":-0}"#, true), (#"{}"#, true),
+      (#"{"seq":3,"hint":"x"}"#, true), (#"{"seq":007}"#, false), (#"{"seq":-1}"#, false), (#"{"seq":"3"}"#, false),
+      (#"{"seq":99999999999999999999}"#, false), (#"{"seq":1.5}"#, false), (#"{"seq":3"#, false),
+      (#"{"seq":}"#, false), (#"{"seq":3,"seq":4}"#, true), (#"null"#, false),
+    ])
+  func metadataForms(_ metadata: String, readable: Bool) {
+    let line =
+      #"{"event":"send","worker":"producer","message":{"type":"stream_chunk","messageId":"m","sourceWorker":"producer","targetWorker":"consumer","streamId":"s","payload":1,"metadata":"#
+      + metadata + "}}"
+    #expect(HotLineAgreement.disagreement(Array(line.utf8)) == nil, "\(metadata)")
+    // Readable forms are read by one path or the other; the rest are refused by both.
+    let accepted = Self.generalAccepts(line)
+    #expect(accepted == readable, "\(metadata): general path accepted \(accepted)")
+    if !readable { #expect(HotLine.decode(Array(line.utf8)) == nil, "\(metadata)") }
+    if metadata == #"{"seq":7}"#, case .send(_, let m)? = HotLine.decode(Array(line.utf8)) {
+      #expect(m.seq == 7 && m.metadata == MessageMetadata(seq: 7))
+    } else if metadata == #"{"seq":7}"# {
+      Issue.record("the plain seq form was not read by the hot path")
+    }
+  }
+
+  @Test("every message type name, and names that are not one, read as MessageType(rawValue:) reads them")
+  func typeNames() {
+    let names =
+      MessageType.allCases.map(\.rawValue) + ["Request", "stream_chunk ", "stream_chunks", "stream", "", "stream_erro"]
+    for name in names {
+      let line =
+        #"{"event":"send","worker":"producer","message":{"type":""# + name
+        + #"","messageId":"m","sourceWorker":"producer","targetWorker":"consumer","streamId":"s","payload":1}}"#
+      #expect(HotLineAgreement.disagreement(Array(line.utf8)) == nil, "\(name)")
+      if case .send(_, let m)? = HotLine.decode(Array(line.utf8)) {
+        #expect(MessageType(rawValue: name) == m.type, "\(name)")
+      } else {
+        // A plain line is declined only when the general path refuses it too.
+        #expect(!Self.generalAccepts(line), "\(name)")
+      }
+    }
+    // Each stream type with what it needs is read by the hot path.
+    for type in [MessageType.streamChunk, .streamEnd, .streamCancel, .streamRequest] {
+      let line =
+        #"{"event":"send","worker":"producer","message":{"type":""# + type.rawValue
+        + #"","messageId":"m","sourceWorker":"producer","targetWorker":"consumer","streamId":"s","payload":1}}"#
+      #expect(HotLine.decode(Array(line.utf8)) != nil, "\(type)")
+    }
+  }
 }

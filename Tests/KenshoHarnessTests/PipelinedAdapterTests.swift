@@ -59,7 +59,8 @@ struct PipelinedAdapterTests {
       command: "python3 \(pipelineFixture) \(mode)", label: "fixture", deadline: deadline)
     _ = try process.hello()
     let log = PipelineLog()
-    process.startPipelining(onEvent: { log.event($0) }, onFailure: { log.failure($0.description) })
+    process.startPipelining(
+      onEvents: { for event in $0 { log.event(event) } }, onFailure: { log.failure($0.description) })
     return (process, log)
   }
 
@@ -83,7 +84,7 @@ struct PipelinedAdapterTests {
     defer { process.shutdown() }
     let (events, ack) = try process.perform(Self.operation(0))
     #expect(ack.id == 2 && ack.error == nil)
-    #expect(events.isEmpty)  // events go to onEvent, as they come
+    #expect(events.isEmpty)  // events go to onEvents, as they come
     #expect(log.failures.isEmpty)
   }
 

@@ -44,11 +44,42 @@ struct JSONTextTests {
 
   @Test("rejects what is not JSON, saying where")
   func rejects() {
-    for bad in ["", "{", "[1,]", "{\"a\" 1}", "tru", "01", "1.", "\"\\x\"", "\"\u{1}\"", "[1] 2", "\"\\ud800\"", "-"] {
+    for bad in [
+      "", "{", "[1,]", "{\"a\" 1}", "{\"a\":1", "{\"a\":1,}", "{\"a\":1 \"b\":2}", "{\"a\":}", "{\"a\":1]", "{1:2}",
+      "tru", "01", "1.", "\"\\x\"", "\"\u{1}\"", "[1] 2", "\"\\ud800\"", "-",
+    ] {
       #expect(throws: JSONText.ParseError.self, "\(bad)") { try JSONText.parse(Array(bad.utf8)) }
     }
     let deep = String(repeating: "[", count: 600) + String(repeating: "]", count: 600)
     #expect(throws: JSONText.ParseError.self) { try JSONText.parse(Array(deep.utf8)) }
     #expect(throws: JSONText.ParseError.self) { try JSONText.serialize(.double(.infinity)) }
+  }
+
+  @Test("objects are written with their members in the order of their names, whatever their number")
+  func membersSorted() throws {
+    var rng = SystemRandomNumberGenerator()
+    let names = ["a", "ab", "b", "B", "é", "z", "", "aa", "😀", "k1", "k10", "k2"]
+    for _ in 0..<3_000 {
+      var o: [String: JSONValue] = [:]
+      for _ in 0..<Int.random(in: 0...4, using: &rng) { o[names.randomElement(using: &rng) ?? "a"] = Self.random(&rng) }
+      let bytes = try JSONText.serialize(.object(o))
+      #expect(try JSONText.parse(bytes) == .object(o))
+      // The names as written, in order: what a sort of the names gives.
+      var written: [String] = []
+      var expected = ""
+      for (i, name) in o.keys.sorted().enumerated() {
+        written.append(name)
+        expected += (i > 0 ? "," : "") + String(decoding: try JSONText.serialize(.string(name)), as: UTF8.self) + ":"
+        expected += String(decoding: try JSONText.serialize(o[name] ?? .null), as: UTF8.self)
+      }
+      #expect(String(decoding: bytes, as: UTF8.self) == "{" + expected + "}", "names \(written)")
+    }
+  }
+
+  @Test("a repeated member name keeps the last value, with one member or several")
+  func repeatedNames() throws {
+    #expect(try JSONText.parse(Array(#"{"a":1,"a":2}"#.utf8)) == ["a": 2])
+    #expect(try JSONText.parse(Array(#"{"a":1,"b":0,"a":3}"#.utf8)) == ["a": 3, "b": 0])
+    #expect(try JSONText.parse(Array(#"{ "a" : { "b" : [ ] } }"#.utf8)) == ["a": ["b": []]])
   }
 }
