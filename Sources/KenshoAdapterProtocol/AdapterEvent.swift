@@ -178,11 +178,14 @@ public enum AdapterLine: Sendable, Hashable {
     guard case .string(let name)? = o["event"], case .string(let worker)? = o["worker"],
       (1...256).contains(worker.utf8.count)
     else { return nil }
+    // A value nested deeper than a line may carry it goes to the checker, which names it.
     if name == "send" {
-      guard o.count == 3, let message = o["message"] else { return nil }
+      guard o.count == 3, let message = o["message"], message.nesting <= JSONText.maxValueNesting else { return nil }
       return .event(.send(worker: worker, message: message))
     }
-    guard o.count == 4, let kind = CallbackEvent(rawValue: name), let value = o[kind.member] else { return nil }
+    guard o.count == 4, let kind = CallbackEvent(rawValue: name), let value = o[kind.member],
+      value.nesting <= JSONText.maxValueNesting
+    else { return nil }
     switch o["streamId"] {
     case .null?: return .event(.callback(kind, worker: worker, streamId: nil, value: value))
     case .string(let id)? where (1...1024).contains(id.utf8.count):

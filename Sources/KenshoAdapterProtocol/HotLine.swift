@@ -138,8 +138,16 @@ public enum HotLine: Sendable, Hashable {
 
     /// Any value, by the general parser, `depth` deep as it would count; nil if it is not
     /// JSON or holds a number no double can carry (the general path refuses the line).
-    mutating func value(depth: Int) -> JSONValue? {
-      guard let v = try? JSONText.value(in: bytes, at: &at, depth: depth), v.allFinite else { return nil }
+    ///
+    /// `limit`: the deepest array or object allowed, as the general parser counts depth; by
+    /// default a value of its own nesting at most ``JSONText/maxValueNesting`` (as the
+    /// declaration's `.any` allows).
+    mutating func value(depth: Int, limit: Int? = nil) -> JSONValue? {
+      guard
+        let v = try? JSONText.value(
+          in: bytes, at: &at, depth: depth, maxDepth: limit ?? depth + JSONText.maxValueNesting),
+        v.allFinite
+      else { return nil }
       return v
     }
 
@@ -314,6 +322,9 @@ public enum HotLine: Sendable, Hashable {
     /// 2), as ``KenshoCodec`` reads it under `mode`; nil when it would refuse it.
     mutating func envelope(_ mode: ValidationMode, depth: Int) -> KenshoMessage? {
       var seen = 0
+      // The message nests at most JSONText.maxValueNesting deep, its own object (at `depth` + 1)
+      // counted: what the declaration's `.any` lets the general path accept.
+      let limit = depth + JSONText.maxValueNesting
       var type: MessageType?
       var messageId: String?
       var source: String?
@@ -326,7 +337,7 @@ public enum HotLine: Sendable, Hashable {
       var error: SerializedError?
       let read = object { r, name in
         let m = Member.envelope(name)
-        if m == .other { return r.value(depth: depth + 1) != nil }  // not read by the codec, but still JSON
+        if m == .other { return r.value(depth: depth + 1, limit: limit) != nil }  // not read by the codec, but still JSON
         guard seen & (1 << m.rawValue) == 0 else { return false }
         seen |= 1 << m.rawValue
         switch m {
@@ -334,18 +345,22 @@ public enum HotLine: Sendable, Hashable {
           type = r.plain().flatMap(HotLine.messageType)
           return type != nil
         case .payload:
-          payload = r.value(depth: depth + 1)
+          payload = r.value(depth: depth + 1, limit: limit)
           return payload != nil
         case .metadata:
           if let seq = r.seqOnly() {
             metadata = MessageMetadata(seq: seq)
             return true
           }
-          guard let v = r.value(depth: depth + 1), let md = try? KenshoCodec.metadata(v) else { return false }
+          guard let v = r.value(depth: depth + 1, limit: limit), let md = try? KenshoCodec.metadata(v) else {
+            return false
+          }
           metadata = md
           return true
         case .error:
-          guard let v = r.value(depth: depth + 1), let e = try? KenshoCodec.serializedError(v, path: "$.error") else {
+          guard let v = r.value(depth: depth + 1, limit: limit),
+            let e = try? KenshoCodec.serializedError(v, path: "$.error")
+          else {
             return false
           }
           error = e

@@ -215,7 +215,7 @@ public final class AdapterProcess: Sendable {
         eventBytes += line.count
         let number = linesRead.wrappingAdd(1, ordering: .relaxed).newValue
         let decoded: AdapterLine
-        switch Self.line(from: line, answering: op, source: "stdout line \(number)") {
+        switch Self.line(from: line, answering: op, id: id, source: "stdout line \(number)") {
         case .success(let l): decoded = l
         case .failure(let problem): throw fail("\(problem) (in answer to \"\(op)\")")
         }
@@ -498,7 +498,7 @@ public final class AdapterProcess: Sendable {
           // What waits now: an operation may have been written while this thread waited.
           let head = pipeline.withLock { $0.pending.first }
           let answering = head.map { " (in answer to \"\($0.op)\")" } ?? ""
-          switch Self.line(from: line, answering: head?.op ?? "", source: "stdout line \(number)") {
+          switch Self.line(from: line, answering: head?.op ?? "", id: head?.id, source: "stdout line \(number)") {
           case .failure(let problem):
             handOver()
             endPipeline(fail("\(problem)\(answering)"))
@@ -716,11 +716,20 @@ extension AdapterProcess {
   /// an ack against the ack of `op`; or what is wrong with it, naming `source`, the JSON path,
   /// what was expected and what was found. An ack of `hello` naming another protocol version
   /// is refused for that first, whatever else it holds.
-  static func line(from bytes: [UInt8], answering op: String, source: String) -> Result<AdapterLine, LineProblem> {
+  static func line(
+    from bytes: [UInt8], answering op: String, id expected: Int? = nil, source: String
+  ) -> Result<AdapterLine, LineProblem> {
     let object: [String: JSONValue]
     switch event(from: bytes) {
     case .success(let o): object = o
     case .failure(let problem): return .failure(problem)
+    }
+    // An ack for another operation than the one waiting: said as such, before its members are
+    // held to the waiting operation's (a missing ack otherwise reads as a member out of place).
+    if let expected, object["event"] == .string("ack"), let id = object["id"]?.intValue, id != expected {
+      return .failure(
+        LineProblem(
+          description: "acknowledged id \(id), expected \(expected) (\"\(op)\"): acks come in the order of operations"))
     }
     if op == "hello", object["event"] == .string("ack"), let version = object["protocol"]?.stringValue,
       version != protocolVersion

@@ -67,6 +67,7 @@ extension ReferenceRun {
       }
       info.creditWindow = group.creditWindow
       info.cancelAfterChunks = group.cancelAfterChunks
+      info.throwingCallbacks = group.throwingCallbacks
       info.openedAt = now
       info.dueAt = intended ?? now
       _ = recorder.addStream(info)

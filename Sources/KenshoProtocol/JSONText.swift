@@ -41,6 +41,11 @@ public enum JSONText {
   /// Deepest nesting of arrays and objects accepted.
   public static let maxDepth = 512
 
+  /// Deepest nesting of one value that kensho-bench carries in a line (a payload in a message,
+  /// a message in an adapter line, a scenario's args or chunk values): lines wrap such a value
+  /// a few levels down, and must stay within ``maxDepth`` wherever it goes.
+  public static let maxValueNesting = 500
+
   /// Parses one JSON value (surrounding whitespace allowed, nothing else).
   public static func parse(_ bytes: some Collection<UInt8>) throws(ParseError) -> JSONValue {
     let array = Array(bytes)
@@ -58,9 +63,10 @@ public enum JSONText {
   /// deep, and leaves `at` just after it: for a decoder that reads a known envelope itself and
   /// hands the values inside it here, so that they come out as ``parse(_:)`` makes them.
   public static func value(
-    in bytes: UnsafeBufferPointer<UInt8>, at: inout Int, depth: Int
+    in bytes: UnsafeBufferPointer<UInt8>, at: inout Int, depth: Int, maxDepth: Int = JSONText.maxDepth
   ) throws(ParseError) -> JSONValue {
     var parser = Parser(bytes: bytes)
+    parser.maxDepth = min(maxDepth, JSONText.maxDepth)
     parser.at = at
     parser.skipSpace()
     let value = try parser.value(depth: depth)
@@ -207,6 +213,7 @@ public enum JSONText {
   private struct Parser {
     let bytes: UnsafeBufferPointer<UInt8>
     var at = 0
+    var maxDepth = JSONText.maxDepth
 
     init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
@@ -241,7 +248,7 @@ public enum JSONText {
     }
 
     mutating func object(depth: Int) throws(ParseError) -> JSONValue {
-      guard depth <= JSONText.maxDepth else { throw fail("nesting at most \(JSONText.maxDepth) deep") }
+      guard depth <= maxDepth else { throw fail("nesting at most \(maxDepth) deep") }
       at += 1
       skipSpace()
       if at < bytes.count, bytes[at] == UInt8(ascii: "}") {
@@ -285,7 +292,7 @@ public enum JSONText {
     }
 
     mutating func array(depth: Int) throws(ParseError) -> JSONValue {
-      guard depth <= JSONText.maxDepth else { throw fail("nesting at most \(JSONText.maxDepth) deep") }
+      guard depth <= maxDepth else { throw fail("nesting at most \(maxDepth) deep") }
       at += 1
       var items: [JSONValue] = []
       skipSpace()

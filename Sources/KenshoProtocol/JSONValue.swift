@@ -14,6 +14,17 @@ public enum JSONValue: Sendable {
   case object([String: JSONValue])
 }
 
+extension JSONValue {
+  /// How many arrays and objects deep the value goes: 0 for a scalar, 1 for `[1]` or `{}`.
+  public var nesting: Int {
+    switch self {
+    case .array(let items): 1 + (items.lazy.map(\.nesting).max() ?? 0)
+    case .object(let members): 1 + (members.values.lazy.map(\.nesting).max() ?? 0)
+    default: 0
+    }
+  }
+}
+
 extension JSONValue: Equatable {
   public static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
     switch (lhs, rhs) {

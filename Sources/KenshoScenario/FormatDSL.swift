@@ -319,7 +319,16 @@ public class FormatChecker {
   /// A missing required member is a problem, but the object is kept without it.
   public func check(_ v: JSONValue, _ shape: Shape, _ path: @autoclosure () -> String) -> JSONValue? {
     switch shape {
-    case .any: return v
+    case .any(let what):
+      // Any value, within the nesting a line can carry it at (JSONText.maxValueNesting).
+      let nesting = v.nesting
+      guard nesting <= JSONText.maxValueNesting else {
+        problem(
+          path(), expected: "\(what) nesting at most \(JSONText.maxValueNesting) arrays or objects deep",
+          found: "\(nesting) deep")
+        return nil
+      }
+      return v
     case .bool:
       guard case .bool = v else { return mismatch(v, shape, path()) }
       return v
@@ -398,7 +407,8 @@ public class FormatChecker {
         found: items.isEmpty ? "an empty array" : "\(items.count) items")
       return nil
     }
-    if case .any = a.items { return v }
+    // Items of any value: checked one by one only when one nests too deep, to name it.
+    if case .any = a.items, v.nesting <= JSONText.maxValueNesting + 1 { return v }
     var kept: [JSONValue] = []
     kept.reserveCapacity(items.count)
     for i in items.indices { kept.append(check(items[i], a.items, "\(path())[\(i)]") ?? .null) }

@@ -229,6 +229,18 @@ final class Reader: FormatChecker {
             "$.network.kind", expected: "\"harness\" unless time.mode is \"real\" (a relay runs in real time)",
             found: "\"relay\" with time.mode \"\(scenario.time.mode.rawValue)\"")
         }
+        // A crash is the harness's to simulate: it silences a worker on its own network; on a
+        // relay the worker's bus would still end its streams (a false verdict either way).
+        for (i, agent) in scenario.agents.enumerated() {
+          for (name, behaviour) in agent.methods.sorted(by: { $0.key < $1.key }) {
+            if case .crash = behaviour.finish {
+              problem(
+                SafeText.member("$.agents[\(i)].methods", name) + ".finish.kind",
+                expected: "end, error, throw or hang with network kind \"relay\" (a crash needs the harness's network)",
+                found: "\"crash\"")
+            }
+          }
+        }
         // Drops, copies and delays act at the embedded relay; forged messages need the
         // harness's own network.
         for (i, fault) in scenario.faults.enumerated() {

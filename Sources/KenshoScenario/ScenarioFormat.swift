@@ -295,8 +295,9 @@ public enum ScenarioFormat {
           Field(
             "timeoutMs", time(), "callbacks.timeout of each stream in ms (KSP-6.1); absent: the bus's idle timeout."),
           Field(
-            "cancelAfterChunks", perStreamCount,
-            "The consumer cancels each stream after receiving this many chunks (KSP-7.1)."),
+            "cancelAfterChunks", .integer(min: 1, max: ScenarioLimits.maxChunks),
+            "The consumer cancels each stream after receiving this many chunks (KSP-7.1); at least 1 (a cancel is sent from onChunk)."
+          ),
           Field(
             "throwIn", .array(ArrayShape(.oneOf(CallbackKind.allCases.map(\.rawValue)), noun: "callback")),
             "Consumer callbacks that throw (KSP-4.2, KSP-5.4)."),
@@ -462,7 +463,7 @@ public enum ScenarioFormat {
               Field("terminal", .text, required: true, "How streams finish: onEnd (\"end\") or onError (\"error\")."),
               Field(
                 "fraction", .number(min: 0, max: 1, what: "a number"), default: 1,
-                "The share of streams that must match, 0 to 1."),
+                "The share of streams that must match, 0 to 1 (rounded up to whole streams, at least one)."),
               ruleField,
             ]))),
       .when(
@@ -478,7 +479,7 @@ public enum ScenarioFormat {
               Field("message", .text, "The error message onError must receive."),
               Field(
                 "fraction", .number(min: 0, max: 1, what: "a number"), default: 1,
-                "The share of streams that must match, 0 to 1."),
+                "The share of streams that must match, 0 to 1 (rounded up to whole streams, at least one)."),
               ruleField,
             ]))),
     ])

@@ -1,4 +1,5 @@
 public import KenshoProtocol
+public import KenshoScenario
 
 /// Everything that happened in one scenario run, in the order the harness saw it: every
 /// operation the harness asked of a bus and its result, every message as sent, every fault
@@ -44,6 +45,21 @@ public struct History: Sendable {
   public var digests: [Int: (sent: String, received: String)] = [:]
   /// The consumers' sweep interval, ns (KSP-6.1).
   public var sweepInterval: Int64 = 60_000_000_000
+  /// How much later than it happened the harness may see, on its own clock, what an
+  /// implementation did on its clock, ns: zero in virtual time (one clock); in real time the
+  /// transit through pipes or sockets and the scheduling of timers and threads. Checks that
+  /// bound how late something may happen (a timeout within one sweep) allow this much more;
+  /// delays only make a timeout look later, so bounds on how early stay exact.
+  public var observationSlack: Int64 = 0
+  /// The latest a stream idle since `last` may time out: its timeout and one sweep after, plus
+  /// ``observationSlack``.
+  public func latestTimeout(of stream: Int, after last: Int64) -> Int64 {
+    Nanos.adding(Nanos.adding(Nanos.adding(last, streams[stream].timeout), sweepInterval), observationSlack)
+  }
+  /// Words for the slack in a counterexample ("" in virtual time).
+  public var slackNote: String {
+    observationSlack > 0 ? ", + \(History.ms(observationSlack)) ms for real time" : ""
+  }
   /// Whether the run reached its end (every stream terminal) rather than a deadline.
   public var complete = true
   /// What the harness's probe saw at the relay, when the scenario ran over one (KSP-11).
@@ -102,6 +118,8 @@ public struct StreamInfo: Sendable, Hashable {
   public var plannedSummary: UInt64?
   /// The consumer cancels after this many chunks.
   public var cancelAfterChunks: Int?
+  /// The consumer's callbacks that throw (KSP-4.2, 5.4).
+  public var throwingCallbacks: Set<CallbackKind> = []
 
   public init(
     group: Int, consumer: History.Worker, producer: History.Worker, method: String, requestPayload: UInt64,

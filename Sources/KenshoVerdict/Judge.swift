@@ -56,7 +56,12 @@ public enum Judge {
         detail: detail, counterexample: c)
     }
     switch outcome {
-    case .pass(let observed): return result(.pass, observed)
+    case .pass(let observed):
+      // A pass says nothing of a rule whose situation never arose (a vacuous pass).
+      if let why = RuleSituation.missing(rule, in: run) {
+        return result(.untested, "situation did not occur", detail: why)
+      }
+      return result(.pass, observed)
     case .fail(let observed, let c): return result(level == .should ? .nonStrict : .fail, observed, c)
     case .untested(let why): return result(.untested, "situation did not occur", detail: why)
     case .unsupported(let why): return result(.unsupported, "not supported", detail: why)

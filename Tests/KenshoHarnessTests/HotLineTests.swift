@@ -245,4 +245,40 @@ struct HotLineTests {
       #expect(HotLine.decode(Array(line.utf8)) != nil, "\(type)")
     }
   }
+
+  @Test(
+    "a message nests at most 500 deep on both paths: read at 500, refused by both at 501, so that a deliver line can carry it"
+  )
+  func messageNesting() {
+    func deep(_ n: Int) -> String { String(repeating: "[", count: n) + "1" + String(repeating: "]", count: n) }
+    func send(payloadNesting n: Int) -> String {
+      #"{"event":"send","worker":"producer","message":{"type":"stream_chunk","messageId":"m","sourceWorker":"producer","targetWorker":"consumer","streamId":"s","payload":"#
+        + deep(n) + "}}"
+    }
+    // The message is one level more than its payload.
+    #expect(HotLine.decode(Array(send(payloadNesting: 499).utf8)) != nil)
+    #expect(Self.generalAccepts(send(payloadNesting: 499)))
+    #expect(HotLine.decode(Array(send(payloadNesting: 500).utf8)) == nil)
+    let general = AdapterProcess.line(from: Array(send(payloadNesting: 500).utf8), answering: "chunks", source: "line")
+    if case .failure(let problem) = general {
+      #expect(problem.description.contains("$.message: expected a KenshoMessage nesting at most 500"), "\(problem)")
+    } else {
+      Issue.record("a message nesting 501 deep was read: \(general)")
+    }
+    // A callback's value: 500 deep read, 501 refused, on both paths.
+    func chunk(_ n: Int) -> String { #"{"event":"chunk","worker":"consumer","streamId":"s","data":"# + deep(n) + "}" }
+    #expect(HotLine.decode(Array(chunk(500).utf8)) != nil)
+    #expect(HotLineAgreement.disagreement(Array(chunk(500).utf8)) == nil)
+    #expect(HotLine.decode(Array(chunk(501).utf8)) == nil)
+    if case .success = AdapterProcess.line(from: Array(chunk(501).utf8), answering: "chunks", source: "line") {
+      Issue.record("a callback value nesting 501 deep was read")
+    }
+    // What the harness writes for the deepest message it accepts stays within JSONText.maxDepth.
+    var deliver: [UInt8] = []
+    if case .send(_, let m)? = HotLine.decode(Array(send(payloadNesting: 499).utf8)) {
+      try? AdapterOperation.writeDeliver(id: 1, worker: "consumer", messages: [m], into: &deliver)
+    }
+    #expect(HotLine.deliver(deliver)?.messages.count == 1)
+    #expect((try? JSONText.parse(deliver)) != nil)
+  }
 }

@@ -76,6 +76,14 @@ struct JSONTextTests {
     }
   }
 
+  @Test("nesting counts arrays and objects, the deepest branch")
+  func nesting() throws {
+    #expect(JSONValue.int(1).nesting == 0)
+    #expect(JSONValue.array([]).nesting == 1)
+    #expect(try JSONText.parse(Array(#"{"a":[[1]],"b":{}}"#.utf8)).nesting == 3)
+    #expect(try JSONText.parse(Array(#"[1,[2,[3,[4]]],{}]"#.utf8)).nesting == 4)
+  }
+
   @Test("a repeated member name keeps the last value, with one member or several")
   func repeatedNames() throws {
     #expect(try JSONText.parse(Array(#"{"a":1,"a":2}"#.utf8)) == ["a": 2])

@@ -112,8 +112,8 @@ struct LimitsTests {
     Bound(path: "$.workload[0].startMs", highest: maxMs, lowest: 0, expected: timeText, place: group("startMs")),
     Bound(path: "$.workload[0].timeoutMs", highest: maxMs, lowest: 0, expected: timeText, place: group("timeoutMs")),
     Bound(
-      path: "$.workload[0].cancelAfterChunks", highest: Double(ScenarioLimits.maxChunks), lowest: 0,
-      expected: "an integer from 0", place: group("cancelAfterChunks")),
+      path: "$.workload[0].cancelAfterChunks", highest: Double(ScenarioLimits.maxChunks), lowest: 1,
+      expected: "an integer from 1", place: group("cancelAfterChunks")),
     Bound(
       path: "$.workload[0].creditWindow", highest: Double(ScenarioLimits.maxCreditWindow), lowest: 1,
       expected: "an integer from 1 to 1073741824", place: group("creditWindow")),

@@ -32,6 +32,27 @@ struct LoaderTests {
     #expect(s.expect[0].rule == "KSP-3.2")
   }
 
+  @Test("args, chunk values and summaries nest at most 500 deep: an adapter line carries them a few levels down")
+  func valuesNestWithinLines() throws {
+    func deep(_ n: Int) -> String { String(repeating: "[", count: n) + String(repeating: "]", count: n) }
+    func scenario(args: String = "null", values: String = "[1]", summary: String = "null") -> String {
+      """
+      {"format": "kensho-scenario/1", "name": "deep",
+       "agents": [{"name": "p", "methods": {"m": {"chunks": 1, "content": {"kind": "values", "values": \(values)},
+         "finish": {"kind": "end", "summary": \(summary)}}}}, {"name": "c"}],
+       "workload": [{"consumers": "c", "producers": "p", "method": "m", "args": \(args)}],
+       "expect": [{"check": "ordered_delivery"}]}
+      """
+    }
+    #expect(problems(scenario(args: deep(500), values: "[\(deep(500))]", summary: deep(500))).isEmpty)
+    let args = problems(scenario(args: deep(501)))
+    #expect(args.map(\.path) == ["$.workload[0].args"], "\(args)")
+    #expect(args.first?.expected == "the args nesting at most 500 arrays or objects deep")
+    #expect(args.first?.found == "501 deep")
+    #expect(problems(scenario(values: "[1, \(deep(501))]")).map(\.path) == ["$.agents[0].methods.m.content.values[1]"])
+    #expect(problems(scenario(summary: deep(501))).map(\.path) == ["$.agents[0].methods.m.finish.summary"])
+  }
+
   @Test("every problem is reported with the file, the JSON path, what was found and expected")
   func problemsHavePaths() {
     let found = problems(

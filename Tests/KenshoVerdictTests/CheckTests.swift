@@ -161,6 +161,31 @@ struct CheckTests {
     #expect(outcome.counterexample?.text.contains("timed out after 0.0007 ms idle") == true)
   }
 
+  @Test(
+    "KSP-6.2 timeout_window in real time: a timeout seen up to the slack after timeout + sweep passes, later fails; the earliest bound stays exact"
+  )
+  func timeoutRealTimeSlack() {
+    func judged(timeoutAt t: Int64, slack: Int64) -> CheckOutcome {
+      var b = HistoryBuilder()
+      let s = b.stream(timeout: 1_000)
+      b.h.sweepInterval = 100
+      b.h.observationSlack = slack
+      b.chunk(s, 0, payload: 1, seen: 1, at: 0)
+      b.timeout(s, at: t)
+      return b.judge(TimeoutWindow())
+    }
+    // Virtual time: one clock, no slack (a false OK would hide a late sweep).
+    #expect(judged(timeoutAt: 1_100, slack: 0).isPass)
+    #expect(judged(timeoutAt: 1_101, slack: 0).counterexample != nil)
+    // Real time: seen 4 later than timeout + sweep, within a slack of 50 (the false FAILED the
+    // reference got on a loaded machine); past the slack, a late timeout all the same.
+    #expect(judged(timeoutAt: 1_104, slack: 50).isPass)
+    let late = judged(timeoutAt: 1_151, slack: 50)
+    #expect(late.counterexample?.text.contains("for real time") == true, "\(late)")
+    // Too early is too early, whatever the slack.
+    #expect(judged(timeoutAt: 1_000, slack: 50).counterexample != nil)
+  }
+
   @Test("KSP-6.2 timeout_window fails a stream left idle past timeout + sweep at the deadline (ERROR before)")
   func timeoutNeverFired() {
     var b = HistoryBuilder()

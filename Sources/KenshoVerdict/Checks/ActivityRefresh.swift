@@ -23,6 +23,8 @@ public struct ActivityRefresh: Check {
     for (s, tl) in run.timelines.enumerated() where tl.opened {
       let info = h.streams[s]
       let window = Nanos.adding(info.timeout, h.sweepInterval)
+      // The latest a timeout may be seen, from an activity: a window and the real-time slack.
+      let late = Nanos.adding(window, h.observationSlack)
       let timedOut: Int64?
       let end: Int64
       if let (terminal, at) = tl.terminal {
@@ -38,7 +40,7 @@ public struct ActivityRefresh: Check {
       var decides = false
 
       // Messages from the producer kept the stream alive past an unrefreshed timeout.
-      if refreshed && end - info.openedAt > window { decides = true }
+      if refreshed && end - info.openedAt > late { decides = true }
       if let t = timedOut, refreshed, t - last <= info.timeout, t - info.openedAt > info.timeout {
         return .fail(
           observed: "\(judged) streams judged",
@@ -53,7 +55,7 @@ public struct ActivityRefresh: Check {
         let decidedAt = timedOut ?? (stillOpen ? h.endedAt : nil)
         if let t = decidedAt {
           decides = true
-          if t - last > window && t - at <= window && (timedOut == nil || t - at > info.timeout) {
+          if t - last > late && t - at <= window && (timedOut == nil || t - at > info.timeout) {
             return .fail(
               observed: "\(judged) streams judged",
               run.counterexample(

@@ -26,7 +26,7 @@ public struct DisconnectRecovery: Check {
       guard let (terminal, at) = tl.terminal else {
         // A run stopped at its deadline may not have reached the timeout yet: judge only when
         // the idle timeout plus a sweep had passed since the disconnection.
-        let due = Nanos.adding(Nanos.adding(cut.back ?? cut.at, h.streams[s].timeout), h.sweepInterval)
+        let due = h.latestTimeout(of: s, after: cut.back ?? cut.at)
         if h.complete || h.endedAt > due {
           return .fail(
             observed: "\(judged) streams cut off",

@@ -13,7 +13,12 @@ public struct ExpectedOutcome: Check {
     if let code = match.code { parts.append("code \(code)") }
     if let name = match.name { parts.append("name \(name)") }
     if let message = match.message { parts.append("message \"\(message)\"") }
-    let share = match.fraction >= 1 ? "every stream" : "\(Int((match.fraction * 100).rounded())) % of streams"
+    // A share rounds up to whole streams, and is never less than one stream (no vacuous pass).
+    let share =
+      match.fraction >= 1
+      ? "every stream"
+      : match.fraction <= 0
+        ? "at least one stream" : "\(Int((match.fraction * 100).rounded())) % of streams, at least one"
     return parts.joined(separator: ", ") + " for \(share)"
   }
 

@@ -53,6 +53,7 @@ public struct OrderedDelivery: Check {
       }
     }
     if judged == 0 { return .untested("no stream delivered a chunk over an order-keeping transport") }
+    if chunks == 0 { return .untested("no chunk was emitted on the \(judged) streams judged: no order to keep") }
     return .pass(observed: "\(chunks) chunks on \(judged) streams, in order")
   }
 }

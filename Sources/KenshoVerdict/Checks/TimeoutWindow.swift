@@ -29,12 +29,12 @@ public struct TimeoutWindow: Check {
         // Still open at the end of the run: idle past timeout + sweep is a missed timeout.
         guard tl.opened else { continue }
         let last = tl.lastActivity(h, stream: s, before: h.endedAt)
-        if h.endedAt - last > info.timeout + h.sweepInterval {
+        if h.endedAt > h.latestTimeout(of: s, after: last) {
           return .fail(
             observed: "\(timedOut) streams timed out",
             run.counterexample(
               stream: s, at: h.endedAt,
-              "idle for \(History.ms(h.endedAt - last)) ms with a timeout of \(History.ms(info.timeout)) ms and a sweep every \(History.ms(h.sweepInterval)) ms, and never timed out"
+              "idle for \(History.ms(h.endedAt - last)) ms with a timeout of \(History.ms(info.timeout)) ms and a sweep every \(History.ms(h.sweepInterval)) ms\(h.slackNote), and never timed out"
             ))
         }
         continue
@@ -43,12 +43,12 @@ public struct TimeoutWindow: Check {
       timedOut += 1
       let last = tl.lastActivity(h, stream: s, before: at)
       let idle = at - last
-      if idle <= info.timeout || idle > info.timeout + h.sweepInterval {
+      if idle <= info.timeout || at > h.latestTimeout(of: s, after: last) {
         return .fail(
           observed: "\(timedOut) streams timed out",
           run.counterexample(
             stream: s, at: at,
-            "timed out after \(History.ms(idle)) ms idle (last activity at \(History.ms(last)) ms); allowed window (\(History.ms(info.timeout)), \(History.ms(info.timeout + h.sweepInterval))] ms"
+            "timed out after \(History.ms(idle)) ms idle (last activity at \(History.ms(last)) ms); allowed window (\(History.ms(info.timeout)), \(History.ms(info.timeout + h.sweepInterval))] ms\(h.slackNote)"
           ))
       }
     }
