@@ -169,6 +169,20 @@ func loadScenarios(_ paths: [String], filter: String?, checkMemory: Bool = true)
   } catch {
     problems.append(contentsOf: error.problems)
   }
+  // Reports, histograms and baselines know a scenario by its name: two of one name would
+  // overwrite each other and compare against each other (a false regression).
+  var firstOfName: [String: String] = [:]
+  for scenario in scenarios {
+    let file = scenario.file ?? scenario.name
+    if let other = firstOfName[scenario.name] {
+      problems.append(
+        ScenarioProblem(
+          file: file, path: "$.name", expected: "a name no other scenario of the run has (reports key on it)",
+          found: "\(SafeText.quoted(scenario.name)), the name of \(SafeText.escape(other)) too"))
+    } else {
+      firstOfName[scenario.name] = file
+    }
+  }
   if let filter, problems.isEmpty {
     let all = scenarios.count
     scenarios = scenarios.filter { $0.name.contains(filter) || ($0.file ?? "").contains(filter) }

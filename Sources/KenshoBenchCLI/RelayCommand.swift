@@ -3,6 +3,7 @@ import Foundation
 import KenshoHarness
 import KenshoRelay
 import KenshoReport
+import KenshoScenario
 import Synchronization
 
 extension KenshoBench {
@@ -201,6 +202,16 @@ extension KenshoBench {
       }
       print(RelayLoadReport.table(results))
       for path in try RelayLoadReport.write(results, to: URL(fileURLWithPath: out)) { print(path) }
+      // A relay its clients could not reach has no capacity to report: a failure, not "none".
+      let unreachable = results.flatMap { r in
+        r.stoppedBecause.sorted { $0.key < $1.key }.filter { $0.value.hasPrefix("could not connect") }.map {
+          "\(r.relay) at \($0.key) clients: \($0.value)"
+        }
+      }
+      if !unreachable.isEmpty {
+        for u in unreachable { printError("error: \(SafeText.escape(u))") }
+        throw ExitCode(1)
+      }
     }
   }
 }

@@ -151,6 +151,32 @@ struct CommandLineUXTests {
     #expect(!r.stderr.contains("byte"))
   }
 
+  @Test("two scenarios of one name are bad input (reports and baselines key on the name): exit 2 naming both files")
+  func duplicateNames() throws {
+    let folder = out.appendingPathComponent("dup")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    let text = try String(
+      contentsOf: packageRoot.appendingPathComponent("Scenarios/ordering-seed.json"), encoding: .utf8)
+    for name in ["a.json", "b.json"] { try Data(text.utf8).write(to: folder.appendingPathComponent(name)) }
+    for command in [["validate", folder.path], ["run", folder.path, "--out", out.appendingPathComponent("o").path]] {
+      let r = try kenshoBench(command)
+      #expect(r.code == 2, "\(command)")
+      #expect(
+        r.stderr.contains("b.json: $.name: expected a name no other scenario of the run has")
+          && r.stderr.contains("a.json too"), "\(command): \(r.stderr)")
+    }
+  }
+
+  @Test("relay-load against a relay that does not answer exits 1 naming it, not 0 with no capacity")
+  func relayLoadUnreachable() throws {
+    let r = try kenshoBench([
+      "relay-load", "--relay-url", "ws://127.0.0.1:1/", "--clients", "2", "--step-seconds", "0.1", "--out",
+      out.appendingPathComponent("load").path,
+    ])
+    #expect(r.code == 1, "\(r.stderr)")
+    #expect(r.stderr.contains("error: ws://127.0.0.1:1/ at 2 clients: could not connect 2 clients"), "\(r.stderr)")
+  }
+
   @Test("a --filter that matches nothing exits 2 and says so: run, list and catalogue")
   func filterMatchesNothing() throws {
     for command in [
