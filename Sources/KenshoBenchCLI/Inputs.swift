@@ -112,6 +112,28 @@ enum Inputs {
     return target.hasPrefix(".") ? file.hasSuffix(target) : file == target
   }
 
+  /// Why the reports could not be written to `folder`, found before anything runs (a run of
+  /// minutes whose reports then cannot be written is a run lost): nil when the folder exists
+  /// or can be made, a file can be written in it, and no report's name is taken by a folder.
+  static func unwritable(_ folder: URL) -> String? {
+    let fm = FileManager.default
+    do {
+      try fm.createDirectory(at: folder, withIntermediateDirectories: true)
+    } catch {
+      return "it cannot be made a folder (\(error.localizedDescription))"
+    }
+    let probe = folder.appendingPathComponent(".kensho-write-check-\(UUID().uuidString)")
+    guard fm.createFile(atPath: probe.path, contents: Data()) else { return "no file can be written in it" }
+    try? fm.removeItem(at: probe)
+    for name in reportNames {
+      var isFolder: ObjCBool = false
+      if fm.fileExists(atPath: folder.appendingPathComponent(name).path, isDirectory: &isFolder), isFolder.boolValue {
+        return "\(name) in it is a folder"
+      }
+    }
+    return nil
+  }
+
   /// Removes from `folder` the files an earlier run wrote there (``isOurs(_:inHgrm:)``), and
   /// the `hgrm` folder when that leaves it empty; nothing else. Returns the paths removed.
   @discardableResult

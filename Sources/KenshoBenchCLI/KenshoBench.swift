@@ -395,6 +395,10 @@ extension KenshoBench {
         implementation.withLock { $0 = "\(described) (\(impl))" }
         console.detail("implementation: \(SafeText.escape(described)) (\(SafeText.escape(impl)))")
       }
+      if let why = Inputs.unwritable(folder) {
+        printError("error: --out: cannot write the reports to \(SafeText.escape(folder.path)): \(SafeText.escape(why))")
+        throw Exit.badInput
+      }
       // What an earlier run left in --out would be taken for this run's (stale histograms).
       do {
         for path in try Inputs.clearEarlierRun(in: folder) { console.detail("removed \(SafeText.escape(path))") }

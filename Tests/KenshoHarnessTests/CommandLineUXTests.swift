@@ -177,6 +177,27 @@ struct CommandLineUXTests {
     #expect(r.stderr.contains("error: ws://127.0.0.1:1/ at 2 clients: could not connect 2 clients"), "\(r.stderr)")
   }
 
+  @Test("an --out the reports cannot be written to is bad input before anything runs, saying why")
+  func outUnwritable() throws {
+    try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+    let file = out.appendingPathComponent("a-file")
+    try Data("x".utf8).write(to: file)
+    let taken = out.appendingPathComponent("taken")
+    try FileManager.default.createDirectory(
+      at: taken.appendingPathComponent("kensho-report.json"), withIntermediateDirectories: true)
+    for (folder, why) in [
+      (file.appendingPathComponent("sub").path, "cannot be made a folder"), (file.path, "cannot be made a folder"),
+      (taken.path, "kensho-report.json in it is a folder"),
+    ] {
+      let started = ContinuousClock.now
+      let r = try kenshoBench(["run", "Scenarios/ordering-large-count.json", "--out", folder])
+      #expect(r.code == 2, "\(folder): \(r.stderr)")
+      #expect(r.stderr.contains("--out: cannot write the reports to") && r.stderr.contains(why), "\(r.stderr)")
+      #expect(!r.stdout.contains("ordering-large-count"), "it ran: \(r.stdout)")
+      #expect(ContinuousClock.now - started < .seconds(20))
+    }
+  }
+
   @Test("a --filter that matches nothing exits 2 and says so: run, list and catalogue")
   func filterMatchesNothing() throws {
     for command in [
