@@ -337,7 +337,8 @@ public enum HotLine: Sendable, Hashable {
       var error: SerializedError?
       let read = object { r, name in
         let m = Member.envelope(name)
-        if m == .other { return r.value(depth: depth + 1, limit: limit) != nil }  // not read by the codec, but still JSON
+        // A member the codec does not read must still be JSON.
+        if m == .other { return r.value(depth: depth + 1, limit: limit) != nil }
         guard seen & (1 << m.rawValue) == 0 else { return false }
         seen |= 1 << m.rawValue
         switch m {
